@@ -1,0 +1,43 @@
+"""Exceptions the command line turns into one-line messages and exit codes."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class PipelineError(Exception):
+    """Base class of the errors the command line reports without a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(PipelineError):
+    """Invalid configuration, found before any stage runs."""
+
+    exit_code = 2
+
+    @classmethod
+    def invalid_choice(cls, what: str, value: object, choices: Iterable[str], reason: str = "") -> "ConfigError":
+        """Build the error for a value outside a known set, suggesting the nearest valid name."""
+        valid = sorted(choices)
+        message = f"invalid {what} '{value}'"
+        if reason:
+            message += f": {reason}"
+        close = difflib.get_close_matches(str(value), valid, n=1)
+        if close:
+            message += f"; did you mean '{close[0]}'?"
+        message += f" Valid choices: {', '.join(valid) if valid else '(none)'}"
+        return cls(message)
+
+
+class StageError(PipelineError):
+    """A stage failed while running; the message names the stage and the cause."""
+
+    exit_code = 1
+
+
+class MissingExtraError(PipelineError):
+    """An optional runtime is not installed."""
+
+    exit_code = 2

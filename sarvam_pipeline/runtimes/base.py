@@ -1,0 +1,57 @@
+"""The interface a runtime implements to add its stages to the plan."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sarvam_pipeline.compiler import SharedNodes
+    from sarvam_pipeline.node import Node
+    from sarvam_pipeline.target import Target
+
+
+@dataclass(frozen=True)
+class TargetNodes:
+    """The nodes that finish one target: the deployable artifact, its accuracy check and its benchmark."""
+
+    artifact: "Node"
+    validation: "Node"
+    benchmark: "Node"
+
+
+class RuntimePlanner(ABC):
+    """Adds one runtime's stages to the plan, on top of the shared export, data and reference nodes."""
+
+    name: str
+    # Quantization methods (QuantConfig.method) this runtime can apply.
+    methods: frozenset[str]
+
+    def check_recipe(self, quant: dict[str, Any]) -> str | None:
+        """Return why this runtime cannot apply the recipe, or None when it can."""
+        if quant["method"] not in self.methods:
+            return f"method '{quant['method']}' is not one of {sorted(self.methods)}"
+        return None
+
+    @abstractmethod
+    def plan_artifact(self, target: "Target", shared: "SharedNodes") -> "Node":
+        """Return the node that writes the deployable artifact (upstream nodes come with it)."""
+
+    def backend_options(self, target: "Target") -> dict[str, Any]:
+        """Return the options the backend loads the artifact with (provider, device, precision hints)."""
+        return dict(target.runtime.get("options", {}))
+
+    def plan_validation(self, target: "Target", artifact: "Node", shared: "SharedNodes") -> "Node":
+        """Return the accuracy node; runtimes that cannot run here override this with an estimate."""
+        return shared.validation(target, artifact, self.name, self.backend_options(target))
+
+
+def recipe_params(quant: dict[str, Any], runtime: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    """Select the recipe fields a runtime's quantizer reads, plus its runtime-specific options.
+
+    Only these enter the node's key, so editing a field another runtime reads rebuilds nothing here.
+    """
+    params = {name: quant[name] for name in fields}
+    params["options"] = dict(quant.get("options", {}).get(runtime, {}) or {})
+    return params

@@ -1,0 +1,60 @@
+"""A target: one (model, recipe, chipset, runtime) choice resolved from the composed config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from sarvam_pipeline.errors import ConfigError
+from sarvam_pipeline.paths import conf_dir, group_options
+from sarvam_pipeline.schema import QuantConfig
+
+
+def load_recipe(name: str) -> dict[str, Any]:
+    """Load ``conf/quant/<name>.yaml`` onto the QuantConfig schema, as Hydra would for ``quant=<name>``."""
+    path = conf_dir() / "quant" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError.invalid_choice("quant", name, group_options("quant"))
+    loaded = OmegaConf.load(path)
+    loaded.pop("defaults", None)
+    merged = OmegaConf.merge(OmegaConf.structured(QuantConfig), loaded)
+    return OmegaConf.to_container(merged, resolve=True)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Plain-data sections of the config that one build reads."""
+
+    model: dict[str, Any]
+    quant: dict[str, Any]
+    chipset: dict[str, Any]
+    runtime: dict[str, Any]
+    data: dict[str, Any]
+    benchmark: dict[str, Any]
+    validation: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return f"{self.model['name']}/{self.chipset['name']}/{self.runtime['name']}/{self.quant['name']}"
+
+    @property
+    def budgets(self) -> dict[str, Any] | None:
+        return self.chipset.get("budgets", {}).get(self.model["name"])
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> "Target":
+        container = OmegaConf.to_container(cfg, resolve=True)
+        quant = container.get("quant")
+        if quant is None:
+            quant = load_recipe(container["runtime"]["default_quant"])
+        return cls(
+            model=container["model"],
+            quant=quant,
+            chipset=container["chipset"],
+            runtime=container["runtime"],
+            data=container["data"],
+            benchmark=container["benchmark"],
+            validation=container["validation"],
+        )

@@ -1,0 +1,55 @@
+"""Stage kinds, one module each. The registry maps a kind to its class path so imports stay lazy."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Library code that stages run besides their own module, as paths relative to the repository root.
+_MODELS = ("sarvam_pipeline/models",)
+_BACKENDS = ("sarvam_pipeline/backends",)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    class_path: str
+    # Source files and folders besides the stage module whose content changes the stage's result.
+    code: tuple[str, ...] = ()
+
+
+REGISTRY: dict[str, StageSpec] = {
+    "dataset": StageSpec("stages.dataset:DatasetStage", _MODELS),
+    "export_onnx": StageSpec("stages.export_onnx:ExportOnnxStage", _MODELS),
+    "export_torchscript": StageSpec("stages.export_torchscript:ExportTorchScriptStage", _MODELS),
+    "reference": StageSpec("stages.reference:ReferenceStage", _MODELS),
+    "ort_quantize": StageSpec("stages.ort_quantize:OrtQuantizeStage"),
+    "openvino_convert": StageSpec("stages.openvino_convert:OpenVinoConvertStage"),
+    "openvino_compress": StageSpec("stages.openvino_compress:OpenVinoCompressStage"),
+    "coreml_convert": StageSpec("stages.coreml_convert:CoreMLConvertStage"),
+    "coreml_compress": StageSpec("stages.coreml_compress:CoreMLCompressStage"),
+    "coreml_estimate": StageSpec("stages.coreml_estimate:CoreMLEstimateStage", _MODELS),
+    "validate": StageSpec("stages.validate:ValidateStage", _BACKENDS + ("stages/metrics.py",)),
+    "benchmark": StageSpec("stages.benchmark:BenchmarkStage", _BACKENDS),
+}
+
+
+def stage_source_files(kind: str) -> list[Path]:
+    """Return the source files whose content enters a stage kind's cache key, without importing it."""
+    spec = REGISTRY[kind]
+    module_name = spec.class_path.split(":")[0]
+    files = [ROOT / (module_name.replace(".", "/") + ".py"), ROOT / "stages" / "base.py"]
+    for entry in spec.code:
+        path = ROOT / entry
+        files.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
+    return files
+
+
+@lru_cache(maxsize=None)
+def get_stage(kind: str):
+    """Import and instantiate a stage kind."""
+    module_name, class_name = REGISTRY[kind].class_path.split(":")
+    return getattr(importlib.import_module(module_name), class_name)()

@@ -1,0 +1,95 @@
+"""Build disjoint calibration and evaluation sets from a text corpus shipped in a pip package.
+
+Writes ``texts.json`` (the sentences), ``calibration.npz`` and ``evaluation.npz`` (the tokenized model
+inputs, one array per graph input, padded to the model's sequence length).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stages.base import Stage, StageInputs
+
+
+@dataclass
+class DatasetParams:
+    source: str = "chatterbot_corpus"
+    languages: list[str] = field(default_factory=lambda: ["english"])
+    calibration_samples: int = 128
+    evaluation_samples: int = 200
+    seed: int = 0
+    model: dict[str, Any] = field(default_factory=dict)
+
+
+# Sentences shorter than this many words carry little signal for calibration or nearest-neighbour checks.
+MIN_WORDS = 3
+
+
+def read_chatterbot_corpus(languages: list[str]) -> list[str]:
+    """Return the unique dialogue lines of the chatterbot-corpus package for the given languages, sorted."""
+    import yaml
+
+    spec = importlib.util.find_spec("chatterbot_corpus")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package chatterbot-corpus is not installed; install it with pip")
+    data_dir = Path(list(spec.submodule_search_locations)[0]) / "data"
+    available = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+    lines: set[str] = set()
+    for language in languages:
+        if language not in available:
+            raise FileNotFoundError(
+                f"language '{language}' not found in chatterbot-corpus; valid choices: {', '.join(available)}"
+            )
+        for path in sorted((data_dir / language).glob("*.yml")):
+            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            for conversation in document.get("conversations", []) or []:
+                for line in conversation:
+                    text = " ".join(str(line).split())
+                    if len(text.split()) >= MIN_WORDS:
+                        lines.add(text)
+    return sorted(lines)
+
+
+class DatasetStage(Stage):
+    kind = "dataset"
+    Params = DatasetParams
+    tools = ("chatterbot-corpus", "transformers", "tokenizers")
+
+    def run(self, params: DatasetParams, inputs: StageInputs, out: Path) -> dict[str, Any]:
+        from sarvam_pipeline.models import get_adapter
+
+        if params.source != "chatterbot_corpus":
+            raise ValueError(f"unknown data source '{params.source}'; valid choices: chatterbot_corpus")
+        sentences = read_chatterbot_corpus(params.languages)
+        wanted = params.calibration_samples + params.evaluation_samples
+        if len(sentences) < wanted:
+            raise ValueError(
+                f"corpus has {len(sentences)} usable sentences, fewer than the {wanted} requested; "
+                "lower data.calibration_samples or data.evaluation_samples"
+            )
+
+        random.Random(params.seed).shuffle(sentences)
+        evaluation = sentences[: params.evaluation_samples]
+        calibration = sentences[params.evaluation_samples: wanted]
+
+        adapter = get_adapter(params.model["family"])
+        for name, texts in (("calibration", calibration), ("evaluation", evaluation)):
+            np.savez(out / f"{name}.npz", **adapter.tokenize(params.model, texts))
+        texts = {"calibration": calibration, "evaluation": evaluation}
+        (out / "texts.json").write_text(json.dumps(texts, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+        self.log.info("%d calibration and %d evaluation sentences from %d", len(calibration), len(evaluation), len(sentences))
+        return {"calibration": len(calibration), "evaluation": len(evaluation), "corpus_sentences": len(sentences)}
+
+
+def load_split(folder: Path, split: str) -> dict[str, np.ndarray]:
+    """Load one split (``calibration`` or ``evaluation``) of a dataset folder as a dict of arrays."""
+    with np.load(folder / f"{split}.npz") as data:
+        return {name: data[name] for name in data.files}
