@@ -24,10 +24,10 @@ class ConfigError(PipelineError):
         message = f"invalid {what} '{value}'"
         if reason:
             message += f": {reason}"
+        message += f"; valid choices: {', '.join(valid) if valid else '(none)'}"
         close = difflib.get_close_matches(str(value), valid, n=1)
         if close:
             message += f"; did you mean '{close[0]}'?"
-        message += f" Valid choices: {', '.join(valid) if valid else '(none)'}"
         return cls(message)
 
 

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sarvam_pipeline.errors import ConfigError
 from sarvam_pipeline.paths import conf_dir, group_options
-from sarvam_pipeline.schema import QuantConfig
+from sarvam_pipeline.schema import BudgetConfig, QuantConfig
 
 
 def load_recipe(name: str) -> dict[str, Any]:
@@ -41,7 +41,19 @@ class Target:
 
     @property
     def budgets(self) -> dict[str, Any] | None:
-        return self.chipset.get("budgets", {}).get(self.model["name"])
+        """Return the chipset's budgets for this model, checked against BudgetConfig, or None when unset."""
+        budgets = self.chipset.get("budgets", {}).get(self.model["name"])
+        if budgets is None:
+            return None
+        try:
+            merged = OmegaConf.merge(OmegaConf.structured(BudgetConfig), budgets)
+        except Exception as error:  # OmegaConf raises several error types for unknown keys and bad values
+            message = str(error).splitlines()[0]
+            raise ConfigError(
+                f"invalid chipset.budgets.{self.model['name']} of chipset {self.chipset['name']}: {message}; "
+                f"valid keys: {', '.join(BudgetConfig.__dataclass_fields__)}"
+            ) from error
+        return OmegaConf.to_container(merged)
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "Target":

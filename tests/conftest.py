@@ -118,3 +118,43 @@ def tiny_shared(tmp_path_factory, tiny_model) -> SharedOutputs:
     reference = root / "reference"
     run_stage("reference", {"model": tiny_model, "graph": graph}, {"dataset": dataset}, reference)
     return SharedOutputs(tiny_model, dataset, onnx_dir, torchscript, reference)
+
+
+def compose(overrides: list[str]):
+    """Compose the pipeline config the way the command line does, with Hydra's compose API."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from sarvam_pipeline.paths import conf_dir
+    from sarvam_pipeline.schema import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def tiny_overrides(model_dir: Path, store: Path | None = None) -> list[str]:
+    """Overrides that point the pipeline at the tiny model with small data and short benchmarks."""
+    overrides = [
+        "model.name=tiny_bert",
+        f"model.source={model_dir}",
+        f"model.sequence_length={TINY_SEQUENCE_LENGTH}",
+        "data.calibration_samples=32",
+        "data.evaluation_samples=48",
+        "benchmark.warmup=2",
+        "benchmark.iterations=5",
+    ]
+    if store is not None:
+        overrides.append(f"store.root={store}")
+    return overrides
+
+
+@pytest.fixture
+def tiny_target(tiny_model_dir):
+    """Build a Target for the tiny model from extra overrides such as ``runtime=openvino``."""
+    from sarvam_pipeline.target import Target
+
+    def make(*overrides: str):
+        return Target.from_config(compose(tiny_overrides(tiny_model_dir) + list(overrides)))
+
+    return make

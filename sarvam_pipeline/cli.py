@@ -1,0 +1,113 @@
+"""The main job: resolve one target from Hydra config, build it, validate, benchmark and report."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from sarvam_pipeline.compiler import Plan, compile_plan
+from sarvam_pipeline.errors import ConfigError
+from sarvam_pipeline.executor import LocalExecutor
+from sarvam_pipeline.paths import group_options
+from sarvam_pipeline.report import build_report, print_summary, write_report
+from sarvam_pipeline.store import ArtifactStore
+from sarvam_pipeline.target import Target
+from sarvam_pipeline.validation import validate_target
+
+log = logging.getLogger(__name__)
+
+# Config groups whose command-line choices are checked before Hydra composes the config.
+CHECKED_GROUPS = ("model", "quant", "chipset", "runtime", "data")
+# Exit code of a build whose figures violate a budget while budgets.enforce is true.
+BUDGET_EXIT_CODE = 3
+
+
+def _split_choices(value: str) -> list[str] | None:
+    """Return the options named by an override value, or None for sweep syntax this check cannot read."""
+    if any(token in value for token in ("(", "[", "$", "*")):
+        return None
+    return [choice.strip() for choice in value.split(",") if choice.strip()]
+
+
+def check_group_overrides(arguments: list[str]) -> None:
+    """Reject ``group=value`` overrides that name no file in ``conf/<group>/``, in one line.
+
+    Hydra reports the same problem over several lines; checking first gives the one-line error and the
+    nearest valid name.
+    """
+    for argument in arguments:
+        if argument.startswith("-") or "=" not in argument:
+            continue
+        key, _, value = argument.partition("=")
+        key = key.lstrip("+~")
+        if key not in CHECKED_GROUPS:
+            continue
+        choices = _split_choices(value)
+        if choices is None:
+            continue
+        valid = group_options(key)
+        for choice in choices:
+            if key == "quant" and choice == "null":
+                continue
+            if choice not in valid:
+                raise ConfigError.invalid_choice(key, choice, valid)
+
+
+def describe_plan(plan: Plan, store: ArtifactStore, console: Console) -> None:
+    """Print every node of the plan, whether it is built, and whether this host can run it."""
+    from stages import get_stage
+
+    from sarvam_pipeline.executor import typed_params
+
+    table = Table(title="build plan (dry run)")
+    for column in ("stage", "key", "state"):
+        table.add_column(column)
+    for node in plan.order():
+        if store.path_for(node).is_dir() and store.read_manifest(node) is not None:
+            state = "built"
+        else:
+            reason = get_stage(node.kind).unavailable_reason(typed_params(node))
+            state = f"cannot run here: {reason}" if reason else "will run"
+        table.add_row(node.label, node.key, state)
+    console.print(table)
+
+
+def report_folder(cfg: DictConfig) -> Path:
+    if cfg.report_dir:
+        return Path(cfg.report_dir)
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def run_target(cfg: DictConfig) -> int:
+    """Build one target and return the process exit code (0, or BUDGET_EXIT_CODE)."""
+    target = Target.from_config(cfg)
+    validate_target(target)
+    plan = compile_plan([target])
+    store = ArtifactStore(cfg.store.root)
+    console = Console(stderr=True)
+
+    if cfg.dry_run:
+        describe_plan(plan, store, console)
+        return 0
+
+    log.info("target %s: %d stages", target.id, plan.graph.number_of_nodes())
+    outcomes = LocalExecutor(store, show_progress=sys.stderr.isatty()).run(plan)
+    _, nodes = plan.targets[0]
+    keys = [node.key for node in plan.order()]
+    report = build_report(target, nodes, keys, outcomes)
+    json_path, markdown_path = write_report(report, report_folder(cfg))
+    print_summary([report], Console())
+    log.info("report written to %s and %s", json_path, markdown_path)
+
+    if report["budgets_violated"]:
+        log.error("budgets violated: %s", ", ".join(report["budgets_violated"]))
+        if cfg.budgets.enforce:
+            return BUDGET_EXIT_CODE
+    return 0

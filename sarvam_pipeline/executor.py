@@ -1,0 +1,125 @@
+"""Run a plan on this machine: nodes in topological order, each built once into the artifact store.
+
+A node whose key is already built and whose files verify is reused (status ``cached``). A node this host
+cannot run is ``skipped`` with the reason, and so is everything downstream of it. A failing stage stops the
+run with a StageError; its temporary folder is removed, and every node built before it stays in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from omegaconf import OmegaConf
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sarvam_pipeline.compiler import Plan
+from sarvam_pipeline.errors import StageError
+from sarvam_pipeline.node import Node
+from sarvam_pipeline.store import ArtifactStore
+from stages import get_stage
+from stages.base import StageInputs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What happened to one node in this run."""
+
+    node: Node
+    # ran | cached | skipped
+    status: str
+    seconds: float = 0.0
+    reason: str = ""
+    path: Path | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def result(self) -> dict[str, Any]:
+        return self.manifest.get("result", {})
+
+
+def typed_params(node: Node) -> Any:
+    """Validate a node's params against its stage's dataclass and return an instance of it."""
+    stage = get_stage(node.kind)
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(stage.Params), node.params))
+
+
+class LocalExecutor:
+    """Builds the nodes of a plan in this process."""
+
+    def __init__(self, store: ArtifactStore, show_progress: bool = True) -> None:
+        self.store = store
+        self.show_progress = show_progress
+
+    def run(self, plan: Plan, keys: Iterable[str] | None = None) -> dict[str, Outcome]:
+        nodes = plan.order(keys)
+        for node in nodes:
+            typed_params(node)
+        self.store.clean_temporary()
+
+        outcomes: dict[str, Outcome] = {}
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            disable=not self.show_progress,
+            transient=True,
+        )
+        with progress:
+            task = progress.add_task("building", total=len(nodes))
+            for node in nodes:
+                progress.update(task, description=node.label or node.name)
+                outcomes[node.key] = self._run_node(node, outcomes)
+                progress.advance(task)
+        return outcomes
+
+    def _run_node(self, node: Node, outcomes: dict[str, Outcome]) -> Outcome:
+        blocked = [outcomes[up.key] for _, up in node.inputs if outcomes[up.key].status == "skipped"]
+        if blocked:
+            reason = f"upstream {blocked[0].node.label or blocked[0].node.name} was skipped: {blocked[0].reason}"
+            log.warning("skipped %s: %s", node.label, reason)
+            return Outcome(node, "skipped", reason=reason)
+
+        manifest = self.store.read_manifest(node)
+        if manifest is not None:
+            log.info("cached  %-60s %s", node.label, node.key)
+            return Outcome(node, "cached", path=self.store.path_for(node), manifest=manifest)
+
+        stage = get_stage(node.kind)
+        params = typed_params(node)
+        reason = stage.unavailable_reason(params)
+        if reason:
+            log.warning("skipped %s: %s", node.label, reason)
+            return Outcome(node, "skipped", reason=reason)
+
+        with self.store.lock_for(node):
+            # Another process may have built the node while this one waited for the lock.
+            manifest = self.store.read_manifest(node)
+            if manifest is not None:
+                log.info("cached  %-60s %s (built by another process)", node.label, node.key)
+                return Outcome(node, "cached", path=self.store.path_for(node), manifest=manifest)
+            return self._build(node, stage, params, outcomes)
+
+    def _build(self, node: Node, stage: Any, params: Any, outcomes: dict[str, Outcome]) -> Outcome:
+        inputs = StageInputs(
+            folders={name: outcomes[up.key].path for name, up in node.inputs},
+            results={name: outcomes[up.key].result for name, up in node.inputs},
+        )
+        log.info("running %-60s %s", node.label, node.key)
+        started = time.perf_counter()
+        try:
+            with self.store.build(node) as folder:
+                result = stage.run(params, inputs, folder)
+                seconds = time.perf_counter() - started
+                manifest = self.store.write_manifest(folder, node, result or {}, seconds)
+        except Exception as error:
+            message = f"stage {node.label or node.name} failed: {type(error).__name__}: {error}".splitlines()[0]
+            raise StageError(message) from error
+        log.info("ran     %-60s %.1f s", node.label, seconds)
+        return Outcome(node, "ran", seconds=seconds, path=self.store.path_for(node), manifest=manifest)

@@ -1,0 +1,84 @@
+"""Plan compilation: targets share nodes with equal keys, and keys follow the inputs they read."""
+
+from __future__ import annotations
+
+from sarvam_pipeline.compiler import compile_plan
+
+
+def kinds(plan) -> list[str]:
+    return sorted(plan.node(key).kind for key in plan.graph.nodes)
+
+
+def test_single_target_stages(tiny_target):
+    plan = compile_plan([tiny_target("runtime=onnxruntime", "quant=int8_static")])
+    assert kinds(plan) == ["benchmark", "dataset", "export_onnx", "ort_quantize", "reference", "validate"]
+
+
+def test_targets_share_upstream_nodes(tiny_target):
+    first = tiny_target("runtime=onnxruntime", "quant=int8_dynamic")
+    second = tiny_target("runtime=openvino", "quant=int8_static")
+    plan = compile_plan([first, second])
+    assert kinds(plan).count("export_onnx") == 1
+    assert kinds(plan).count("dataset") == 1
+    assert kinds(plan).count("reference") == 1
+    assert kinds(plan).count("validate") == 2
+
+
+def test_duplicate_target_adds_nothing(tiny_target):
+    target = tiny_target("runtime=onnxruntime")
+    assert compile_plan([target, target]).graph.number_of_nodes() == compile_plan([target]).graph.number_of_nodes()
+
+
+def test_plan_is_acyclic_and_ordered(tiny_target):
+    import networkx as nx
+
+    plan = compile_plan([tiny_target("runtime=onnxruntime", "quant=int8_static")])
+    assert nx.is_directed_acyclic_graph(plan.graph)
+    order = [node.key for node in plan.order()]
+    for upstream, downstream in plan.graph.edges:
+        assert order.index(upstream) < order.index(downstream)
+
+
+def test_recipe_change_keeps_shared_keys(tiny_target):
+    base = compile_plan([tiny_target("runtime=onnxruntime", "quant=int8_static")])
+    changed = compile_plan([tiny_target("runtime=onnxruntime", "quant=int8_static", "quant.calibration.samples=16")])
+    by_kind = lambda plan: {plan.node(k).kind: k for k in plan.graph.nodes}  # noqa: E731
+    before, after = by_kind(base), by_kind(changed)
+    for kind in ("dataset", "export_onnx", "reference"):
+        assert before[kind] == after[kind]
+    for kind in ("ort_quantize", "validate", "benchmark"):
+        assert before[kind] != after[kind]
+
+
+def test_benchmark_change_touches_only_benchmark(tiny_target):
+    base = compile_plan([tiny_target("runtime=onnxruntime")])
+    changed = compile_plan([tiny_target("runtime=onnxruntime", "benchmark.iterations=7")])
+    added = set(changed.graph.nodes) - set(base.graph.nodes)
+    assert {changed.node(key).kind for key in added} == {"benchmark"}
+
+
+def test_unrelated_recipe_field_keeps_ort_key(tiny_target):
+    # The palettization settings are read by Core ML only.
+    base = compile_plan([tiny_target("runtime=onnxruntime", "quant=int8_dynamic")])
+    changed = compile_plan([tiny_target("runtime=onnxruntime", "quant=int8_dynamic", "quant.palettization.nbits=2")])
+    assert set(base.graph.nodes) == set(changed.graph.nodes)
+
+
+def test_data_seed_changes_downstream(tiny_target):
+    base = compile_plan([tiny_target("runtime=onnxruntime")])
+    changed = compile_plan([tiny_target("runtime=onnxruntime", "data.seed=3")])
+    kinds_changed = {changed.node(k).kind for k in set(changed.graph.nodes) - set(base.graph.nodes)}
+    assert kinds_changed == {"dataset", "reference", "validate", "benchmark"}
+
+
+def test_weights_change_changes_export_key(tiny_target, tiny_model_dir, tmp_path):
+    import shutil
+
+    from conftest import build_tiny_bert
+
+    other = build_tiny_bert(tmp_path / "other", seed=1)
+    shutil.copy(tiny_model_dir / "config.json", other / "config.json")
+    base = compile_plan([tiny_target("runtime=onnxruntime")])
+    changed = compile_plan([tiny_target("runtime=onnxruntime", f"model.source={other}")])
+    export = lambda plan: next(k for k in plan.graph.nodes if plan.node(k).kind == "export_onnx")  # noqa: E731
+    assert export(base) != export(changed)
