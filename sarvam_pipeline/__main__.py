@@ -10,6 +10,9 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("OPENVINO_TELEMETRY_ENABLED", "0")
+# rich wraps at 80 columns when output is not a terminal (CI logs, pipes); stage labels need more.
+if not sys.stdout.isatty():
+    os.environ.setdefault("COLUMNS", "160")
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sarvam_pipeline.compiler import Plan, compile_plan
@@ -73,7 +74,7 @@ def describe_plan(plan: Plan, store: ArtifactStore, console: Console) -> None:
         else:
             reason = get_stage(node.kind).unavailable_reason(typed_params(node))
             state = f"cannot run here: {reason}" if reason else "will run"
-        table.add_row(node.label, node.key, state)
+        table.add_row(escape(node.label), node.key, escape(state))
     console.print(table)
 
 
@@ -85,10 +86,58 @@ def report_folder(cfg: DictConfig) -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+def resolve_target(cfg: DictConfig) -> tuple[Target, dict]:
+    """Resolve the target, apply runtime=auto and the fallback mode, and validate it before any stage runs."""
+    from sarvam_pipeline.resolve import resolve_auto, resolve_execution
+
+    target = Target.from_config(cfg)
+    extra: dict = {}
+    probe_cache: dict = {}
+
+    def probe() -> dict:
+        if "probe" not in probe_cache:
+            from sarvam_pipeline.probe import probe_host
+
+            probe_cache["probe"] = probe_host()
+        return probe_cache["probe"]
+
+    if target.runtime["name"] == "auto":
+        target, extra["runtime_decision"] = resolve_auto(target, cfg.quant is not None, probe())
+    validate_target(target)
+    target, extra["fallback"] = resolve_execution(target, cfg.fallback, probe)
+    return target, extra
+
+
+def write_deploy_manifest(target: Target, report: dict, folder: Path) -> Path | None:
+    """Write ``deploy_manifest.json`` for ``sarvam_pipeline.select.choose`` when the artifact was built."""
+    import json
+    import os
+
+    from sarvam_pipeline.select import build_manifest, manifest_entry
+
+    if not report["built"] or not report["deployable_artifact"]:
+        return None
+    artifact = Path(report["deployable_artifact"])
+    try:
+        entry = manifest_entry(
+            target.id,
+            target.runtime["name"],
+            target.runtime.get("options", {}),
+            target.quant["precision"],
+            os.path.relpath(artifact, folder),
+            target.chipset["name"],
+        )
+    except ConfigError as error:
+        log.warning("no deploy manifest written: %s", error)
+        return None
+    path = folder / "deploy_manifest.json"
+    path.write_text(json.dumps(build_manifest(target.chipset["name"], [entry]), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
 def run_target(cfg: DictConfig) -> int:
     """Build one target and return the process exit code (0, or BUDGET_EXIT_CODE)."""
-    target = Target.from_config(cfg)
-    validate_target(target)
+    target, extra = resolve_target(cfg)
     plan = compile_plan([target])
     store = ArtifactStore(cfg.store.root)
     console = Console(stderr=True)
@@ -101,8 +150,10 @@ def run_target(cfg: DictConfig) -> int:
     outcomes = LocalExecutor(store, show_progress=sys.stderr.isatty()).run(plan)
     _, nodes = plan.targets[0]
     keys = [node.key for node in plan.order()]
-    report = build_report(target, nodes, keys, outcomes)
-    json_path, markdown_path = write_report(report, report_folder(cfg))
+    report = build_report(target, nodes, keys, outcomes, extra)
+    folder = report_folder(cfg)
+    json_path, markdown_path = write_report(report, folder)
+    write_deploy_manifest(target, report, folder)
     print_summary([report], Console())
     log.info("report written to %s and %s", json_path, markdown_path)
 

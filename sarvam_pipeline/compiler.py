@@ -154,7 +154,7 @@ def compile_plan(targets: list[Target]) -> Plan:
     for target in targets:
         planner = get_planner(target.runtime["name"])
         artifact = planner.plan_artifact(target, shared)
-        options = planner.backend_options(target)
+        options = planner.run_options(target)
         nodes = TargetNodes(
             artifact=artifact,
             validation=planner.plan_validation(target, artifact, shared),

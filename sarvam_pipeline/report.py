@@ -92,6 +92,10 @@ def build_report(target: Target, nodes: TargetNodes, keys: list[str], outcomes: 
             "quant_description": target.quant.get("description", ""),
         },
         "built": artifact.status in ("ran", "cached"),
+        # The file (or .mlpackage folder) an application loads.
+        "deployable_artifact": (
+            str(get_backend(target.runtime["name"]).artifact_file(artifact.path)) if artifact.path else None
+        ),
         "stages": _stage_rows(keys, outcomes),
         "artifacts": _artifact_rows(target, artifact),
         "accuracy": accuracy,
@@ -124,6 +128,25 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"recipe: `{target['quant']}` ({target['quant_description']})",
         f"- host: {report['host']['cpu']} ({report['host']['os']} {report['host']['arch']})",
         f"- built: {'yes' if report['built'] else 'no'}",
+        "",
+    ]
+    decision = report.get("runtime_decision")
+    if decision:
+        lines += ["", "## Runtime decision", "", f"runtime=auto chose `{decision['chosen']}`: {decision['reason']}", ""]
+        lines += [f"- passed over `{row['entry']}`: {row['reason']}" for row in decision["passed_over"]]
+    fallback = report.get("fallback")
+    if fallback and fallback.get("reason"):
+        ran_on = fallback["ran_on"]
+        lines += [
+            "",
+            "## Fallback",
+            "",
+            f"Requested `{fallback['requested']}`, which cannot run on this host: {fallback['reason']}.",
+            f"Validation and benchmark ran on `{ran_on}` (fallback={fallback['mode']})."
+            if ran_on
+            else f"Nothing that runs this artifact is usable here, so it was built but not run (fallback={fallback['mode']}).",
+        ]
+    lines += [
         "",
         "## Stages",
         "",
@@ -168,6 +191,12 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| peak memory of the inference process (MB) | {_fmt(performance['peak_rss_mb'], 1)} |",
             f"| artifact size (bytes) | {performance['artifact_bytes']} |",
         ]
+        load = performance.get("load_average_1min")
+        if load is not None and performance.get("cpu_count") and load > performance["cpu_count"] * 0.75:
+            lines.append(
+                f"\nNOTE: the 1-minute load average was {load:.1f} on {performance['cpu_count']} CPUs during the "
+                "measurement, so other work competed for the cores and latency is likely overstated."
+            )
     else:
         lines.append(f"Latency and memory not measured: {performance.get('reason', '')}")
         if "artifact_bytes" in performance:

@@ -212,6 +212,9 @@ class PipelineConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     budgets: BudgetPolicy = field(default_factory=BudgetPolicy)
     store: StoreConfig = field(default_factory=StoreConfig)
+    # When the requested runtime or provider cannot run here: strict stops with the reason, degrade
+    # builds the artifact and validates and benchmarks it on the next usable provider.
+    fallback: str = "degrade"
     # Print the plan and exit without running any stage.
     dry_run: bool = False
     # Folder for report.json and report.md; empty means Hydra's run directory.

@@ -34,6 +34,9 @@ class Target:
     data: dict[str, Any]
     benchmark: dict[str, Any]
     validation: dict[str, Any]
+    # Options validation and benchmark run with when they differ from the runtime's (fallback=degrade);
+    # None means the runtime's own options.
+    execution_options: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
@@ -59,7 +62,8 @@ class Target:
     def from_config(cls, cfg: DictConfig) -> "Target":
         container = OmegaConf.to_container(cfg, resolve=True)
         quant = container.get("quant")
-        if quant is None:
+        # runtime=auto has no default recipe of its own: the decision matrix entry it resolves to gives one.
+        if quant is None and container["runtime"]["default_quant"]:
             quant = load_recipe(container["runtime"]["default_quant"])
         return cls(
             model=container["model"],

@@ -74,7 +74,7 @@ def validate_target(target: Target) -> None:
         raise ConfigError.invalid_choice(
             "quant", quant["name"], recipes_for_runtime(runtime), reason=f"runtime {runtime} does not accept this recipe"
         )
-    problem = get_planner(runtime).check_recipe(quant)
+    problem = get_planner(runtime).check_recipe(quant, target.runtime.get("options", {}))
     if problem:
         raise ConfigError(f"invalid quant '{quant['name']}' for runtime {runtime}: {problem}")
 

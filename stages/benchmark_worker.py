@@ -6,6 +6,7 @@ Run by ``stages.benchmark`` as ``python -m stages.benchmark_worker '<json reques
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -54,7 +55,11 @@ def main(request: dict) -> dict:
         latencies.append((time.perf_counter_ns() - started) / 1e6)
 
     values = np.array(latencies)
+    # The 1-minute load average tells a reader whether other work competed for the cores.
+    load_average = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {
+        "load_average_1min": load_average,
+        "cpu_count": os.cpu_count(),
         "batch_size": batch,
         "sequence_length": int(next(iter(feeds.values())).shape[1]),
         "threads": int(request["threads"]),

@@ -1,13 +1,25 @@
-"""ONNX Runtime backend: InferenceSession on the requested execution provider."""
+"""ONNX Runtime backend: InferenceSession on the requested execution provider.
+
+When an accelerator provider is requested, CPU fallback is disabled (``session.disable_cpu_ep_fallback``)
+so a graph that the provider cannot take fails to load instead of running on the CPU unnoticed, and
+``placement()`` counts the nodes each provider ran from an ONNX Runtime profile.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sarvam_pipeline.backends.base import Backend, Session
+
+log = logging.getLogger(__name__)
 
 PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -19,19 +31,80 @@ PROVIDER_NAMES = {
     "vitisai": "VitisAIExecutionProvider",
     "qnn": "QNNExecutionProvider",
 }
+CPU = "CPUExecutionProvider"
+
+
+def provider_name(options: dict[str, Any]) -> str:
+    requested = str(options.get("provider", "cpu"))
+    return PROVIDER_NAMES.get(requested.lower(), requested)
+
+
+def _session_options(threads: int | None, provider: str, profile_prefix: str | None = None):
+    import onnxruntime
+
+    session_options = onnxruntime.SessionOptions()
+    if threads:
+        session_options.intra_op_num_threads = threads
+        session_options.inter_op_num_threads = 1
+    if provider != CPU:
+        session_options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    if profile_prefix:
+        session_options.enable_profiling = True
+        session_options.profile_file_prefix = profile_prefix
+    return session_options
+
+
+def _create_session(path: Path, provider: str, provider_options: dict[str, Any], session_options):
+    import onnxruntime
+
+    # NOTE: plugin execution providers (onnxruntime-qnn) must be registered and selected through
+    # add_provider_for_devices; the providers= list below silently runs them on the CPU.
+    providers = [provider] if provider == CPU else [(provider, provider_options), CPU]
+    return onnxruntime.InferenceSession(str(path), sess_options=session_options, providers=providers)
 
 
 class OnnxRuntimeSession(Session):
-    def __init__(self, session) -> None:
+    def __init__(self, session, path: Path, provider: str, provider_options: dict[str, Any], threads: int | None) -> None:
         self._session = session
         self._input_names = [i.name for i in session.get_inputs()]
+        self._path = path
+        self._provider = provider
+        self._provider_options = provider_options
+        self._threads = threads
+        self._last_feeds: dict[str, np.ndarray] | None = None
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        outputs = self._session.run(None, {name: feeds[name] for name in self._input_names})
+        selected = {name: feeds[name] for name in self._input_names}
+        self._last_feeds = selected
+        outputs = self._session.run(None, selected)
         return np.array(outputs[0], dtype=np.float32, copy=True)
 
     def placement(self) -> dict[str, Any]:
-        return {"providers": self._session.get_providers()}
+        """Return the session's providers and, from a profiled run, how many nodes each provider ran."""
+        placement: dict[str, Any] = {"requested": self._provider, "providers": self._session.get_providers()}
+        if self._last_feeds is None:
+            return placement
+
+        with tempfile.TemporaryDirectory() as folder:
+            options = _session_options(self._threads, self._provider, os.path.join(folder, "profile"))
+            profiled = _create_session(self._path, self._provider, self._provider_options, options)
+            profiled.run(None, self._last_feeds)
+            events = json.loads(Path(profiled.end_profiling()).read_text(encoding="utf-8"))
+
+        nodes_by_provider: Counter[str] = Counter()
+        seen: set[str] = set()
+        for event in events:
+            args = event.get("args", {})
+            name = event.get("name", "")
+            if event.get("cat") == "Node" and "provider" in args and name.endswith("_kernel_time") and name not in seen:
+                seen.add(name)
+                nodes_by_provider[args["provider"]] += 1
+        total = sum(nodes_by_provider.values())
+        placement["nodes_by_provider"] = dict(nodes_by_provider)
+        placement["share_on_requested"] = nodes_by_provider[self._provider] / total if total else None
+        if self._provider != CPU and nodes_by_provider.get(CPU):
+            log.warning("%d of %d nodes ran on the CPU although %s was requested", nodes_by_provider[CPU], total, self._provider)
+        return placement
 
 
 class OnnxRuntimeBackend(Backend):
@@ -41,7 +114,7 @@ class OnnxRuntimeBackend(Backend):
     def unavailable_reason(self, options: dict[str, Any]) -> str | None:
         import onnxruntime
 
-        provider = PROVIDER_NAMES.get(options.get("provider", "cpu"), options.get("provider", "cpu"))
+        provider = provider_name(options)
         available = onnxruntime.get_available_providers()
         if provider not in available:
             return f"execution provider {provider} is not available here (available: {', '.join(available)})"
@@ -51,17 +124,8 @@ class OnnxRuntimeBackend(Backend):
         return folder / "model.onnx"
 
     def load(self, folder: Path, options: dict[str, Any], threads: int | None = None) -> Session:
-        import onnxruntime
-
-        session_options = onnxruntime.SessionOptions()
-        if threads:
-            session_options.intra_op_num_threads = threads
-            session_options.inter_op_num_threads = 1
-        provider = PROVIDER_NAMES.get(options.get("provider", "cpu"), options.get("provider", "cpu"))
+        provider = provider_name(options)
         provider_options = dict(options.get("provider_options", {}) or {})
-        session = onnxruntime.InferenceSession(
-            str(self.artifact_file(folder)),
-            sess_options=session_options,
-            providers=[(provider, provider_options)] if provider != "CPUExecutionProvider" else [provider],
-        )
-        return OnnxRuntimeSession(session)
+        path = self.artifact_file(folder)
+        session = _create_session(path, provider, provider_options, _session_options(threads, provider))
+        return OnnxRuntimeSession(session, path, provider, provider_options, threads)

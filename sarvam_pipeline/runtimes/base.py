@@ -28,7 +28,7 @@ class RuntimePlanner(ABC):
     # Quantization methods (QuantConfig.method) this runtime can apply.
     methods: frozenset[str]
 
-    def check_recipe(self, quant: dict[str, Any]) -> str | None:
+    def check_recipe(self, quant: dict[str, Any], options: dict[str, Any] | None = None) -> str | None:
         """Return why this runtime cannot apply the recipe, or None when it can."""
         if quant["method"] not in self.methods:
             return f"method '{quant['method']}' is not one of {sorted(self.methods)}"
@@ -42,9 +42,15 @@ class RuntimePlanner(ABC):
         """Return the options the backend loads the artifact with (provider, device, precision hints)."""
         return dict(target.runtime.get("options", {}))
 
+    def run_options(self, target: "Target") -> dict[str, Any]:
+        """Return the options validation and benchmark run with: the fallback's when one was chosen."""
+        if target.execution_options is not None:
+            return dict(target.execution_options)
+        return self.backend_options(target)
+
     def plan_validation(self, target: "Target", artifact: "Node", shared: "SharedNodes") -> "Node":
         """Return the accuracy node; runtimes that cannot run here override this with an estimate."""
-        return shared.validation(target, artifact, self.name, self.backend_options(target))
+        return shared.validation(target, artifact, self.name, self.run_options(target))
 
 
 def recipe_params(quant: dict[str, Any], runtime: str, fields: tuple[str, ...]) -> dict[str, Any]:

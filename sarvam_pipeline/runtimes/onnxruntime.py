@@ -25,8 +25,8 @@ class OnnxRuntimePlanner(RuntimePlanner):
     name = "onnxruntime"
     methods = frozenset({"none", "fp16", "dynamic", "static", "weight_only"})
 
-    def check_recipe(self, quant: dict[str, Any]) -> str | None:
-        problem = super().check_recipe(quant)
+    def check_recipe(self, quant: dict[str, Any], options: dict[str, Any] | None = None) -> str | None:
+        problem = super().check_recipe(quant, options)
         if problem is None and quant["method"] == "weight_only" and quant["weight_bits"] not in (4, 8):
             problem = f"weight-only quantization in ONNX Runtime takes weight_bits 4 or 8, not {quant['weight_bits']}"
         return problem
