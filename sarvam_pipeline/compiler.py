@@ -132,11 +132,11 @@ class Plan:
         """Return nodes in a deterministic topological order, limited to ``keys`` and their ancestors."""
         graph = self.graph
         if keys is not None:
-            wanted = set()
+            selected = set()
             for key in keys:
-                wanted.add(key)
-                wanted |= nx.ancestors(graph, key)
-            graph = graph.subgraph(wanted)
+                selected.add(key)
+                selected |= nx.ancestors(graph, key)
+            graph = graph.subgraph(selected)
         ordered = nx.lexicographical_topological_sort(graph, key=lambda key: (self.node(key).kind, key))
         return [self.node(key) for key in ordered]
 

@@ -1,6 +1,6 @@
 """Per-target reports: ``report.json``, ``report.md`` and the summary table printed at the end of a run.
 
-Every figure says how it was obtained: measured on this host, estimated on this host, or not obtained and
+Every figure states how it was obtained: measured on this host, estimated on this host, or not obtained and
 why.
 """
 

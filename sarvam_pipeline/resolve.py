@@ -1,6 +1,6 @@
 """Decide what a build uses on this host: ``runtime=auto`` and the ``fallback`` mode.
 
-``runtime=auto`` takes the chipset's most preferred decision-matrix entry that this host can build, and says
+``runtime=auto`` takes the chipset's most preferred decision-matrix entry that this host can build, and logs
 why each one before it was passed over. When the requested runtime or provider cannot run here,
 ``fallback=strict`` stops with the reason, and ``fallback=degrade`` builds the artifact anyway and runs
 validation and benchmark on the next usable provider of the same runtime, recording both in the report.
@@ -46,7 +46,7 @@ def resolve_auto(target: Target, quant_given: bool, probe: dict[str, Any]) -> tu
     """Replace ``runtime=auto`` by the chipset's most preferred decision-matrix entry this host can build.
 
     Building is the criterion, not running: an M3 target gets its Core ML artifact on a Linux host too, and
-    the fallback mode then decides how it is validated. The record says whether the entry also runs here.
+    the fallback mode then decides how it is validated. The record states whether the entry also runs here.
     """
     from sarvam_pipeline.fallback import check_entry
     from sarvam_pipeline.matrix import load_matrix

@@ -56,7 +56,7 @@ class ModelConfig:
 
 @dataclass
 class CalibrationConfig:
-    """How activation ranges are calibrated for static quantization."""
+    """Activation-range calibration settings for static quantization."""
 
     # minmax | entropy | percentile (ONNX Runtime names); OpenVINO maps them onto NNCF's presets.
     method: str = "minmax"
@@ -171,7 +171,7 @@ class DataConfig:
 
 @dataclass
 class BenchmarkConfig:
-    """How latency and memory are measured."""
+    """Latency and memory measurement settings."""
 
     batch_size: int = 1
     warmup: int = 10

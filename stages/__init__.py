@@ -31,7 +31,9 @@ REGISTRY: dict[str, StageSpec] = {
     "openvino_compress": StageSpec("stages.openvino_compress:OpenVinoCompressStage"),
     "coreml_convert": StageSpec("stages.coreml_convert:CoreMLConvertStage"),
     "coreml_compress": StageSpec("stages.coreml_compress:CoreMLCompressStage"),
-    "coreml_estimate": StageSpec("stages.coreml_estimate:CoreMLEstimateStage", _MODELS),
+    "coreml_estimate": StageSpec(
+        "stages.coreml_estimate:CoreMLEstimateStage", _MODELS + ("stages/coreml_emulation.py", "stages/metrics.py")
+    ),
     "validate": StageSpec("stages.validate:ValidateStage", _BACKENDS + ("stages/metrics.py",)),
     "benchmark": StageSpec("stages.benchmark:BenchmarkStage", _BACKENDS),
 }

@@ -55,7 +55,7 @@ def main(request: dict) -> dict:
         latencies.append((time.perf_counter_ns() - started) / 1e6)
 
     values = np.array(latencies)
-    # The 1-minute load average tells a reader whether other work competed for the cores.
+    # The 1-minute load average shows whether other work competed for the cores.
     load_average = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {
         "load_average_1min": load_average,

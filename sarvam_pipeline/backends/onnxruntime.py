@@ -1,8 +1,8 @@
 """ONNX Runtime backend: InferenceSession on the requested execution provider.
 
-When an accelerator provider is requested, CPU fallback is disabled (``session.disable_cpu_ep_fallback``)
-so a graph that the provider cannot take fails to load instead of running on the CPU unnoticed, and
-``placement()`` counts the nodes each provider ran from an ONNX Runtime profile.
+When an accelerator provider is requested, CPU fallback is disabled (``session.disable_cpu_ep_fallback``),
+so a graph that the provider cannot take fails to load instead of running on the CPU unnoticed.
+``placement()`` counts the nodes each provider ran, from an ONNX Runtime profile.
 """
 
 from __future__ import annotations
