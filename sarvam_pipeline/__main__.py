@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 
@@ -21,6 +22,7 @@ from sarvam_pipeline.cli import check_group_overrides, run_target  # noqa: E402
 from sarvam_pipeline.errors import PipelineError  # noqa: E402
 from sarvam_pipeline.paths import conf_dir  # noqa: E402
 from sarvam_pipeline.schema import register_configs  # noqa: E402
+from sarvam_pipeline.sweep_objective import job_objective, requested_objective  # noqa: E402
 
 log = logging.getLogger("sarvam_pipeline")
 
@@ -35,18 +37,23 @@ def _is_multirun() -> bool:
 
 
 @hydra.main(version_base=None, config_path=str(conf_dir()), config_name="config")
-def _hydra_main(cfg: DictConfig) -> int:
+def _hydra_main(cfg: DictConfig) -> int | float:
+    objective = None
     try:
+        objective = requested_objective(cfg)
         code = run_target(cfg)
     except PipelineError as error:
         if _is_multirun():
             # One failing job must not end the sweep; its error is logged and the next job runs.
             log.error("%s", error)
-            return error.exit_code
+            # A search sweeper minimizes the return value, so a failed job returns infinity to rank last.
+            return math.inf if objective else error.exit_code
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
     if code and not _is_multirun():
         sys.exit(code)
+    if objective:
+        return job_objective(cfg, objective)
     return code
 
 

@@ -144,7 +144,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"Requested `{fallback['requested']}`, which cannot run on this host: {fallback['reason']}.",
             f"Validation and benchmark ran on `{ran_on}` (fallback={fallback['mode']})."
             if ran_on
-            else f"Nothing that runs this artifact is usable here, so it was built but not run (fallback={fallback['mode']}).",
+            else f"Nothing that runs this artifact is usable here, so it was {'built but not run' if report['built'] else 'neither built nor run'} (fallback={fallback['mode']}).",
         ]
     lines += [
         "",
@@ -253,3 +253,12 @@ def print_summary(reports: list[dict[str, Any]], console: Console | None = None)
             budget_text,
         )
     console.print(table)
+
+
+if __name__ == "__main__":
+    # `python -m sarvam_pipeline.report <multirun dir>` writes the sweep report of a multirun.
+    import sys
+
+    from sarvam_pipeline.sweep_report import main
+
+    sys.exit(main())

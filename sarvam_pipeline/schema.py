@@ -199,6 +199,16 @@ class StoreConfig:
 
 
 @dataclass
+class SweepConfig:
+    """What a search sweeper (Optuna) minimizes; unset for grid sweeps and single runs."""
+
+    # p95_latency_ms | artifact_size_mb; None makes a job return its exit code.
+    objective: Optional[str] = None
+    # Largest accepted 1 - cosine_mean; a job above it returns infinity.
+    max_accuracy_drop: Optional[float] = None
+
+
+@dataclass
 class PipelineConfig:
     """The composed configuration of one run."""
 
@@ -212,6 +222,7 @@ class PipelineConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     budgets: BudgetPolicy = field(default_factory=BudgetPolicy)
     store: StoreConfig = field(default_factory=StoreConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     # When the requested runtime or provider cannot run here: strict stops with the reason, degrade
     # builds the artifact and validates and benchmarks it on the next usable provider.
     fallback: str = "degrade"
