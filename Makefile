@@ -10,17 +10,23 @@ BIN := $(VENV)/bin
 ARGS ?=
 # Extra pytest arguments for `make test`, e.g. make test PYTEST_ARGS="-k store"
 PYTEST_ARGS ?=
+# Targets config (conf/targets/<name>.yaml) of `make dvc-compile`, e.g. make dvc-compile TARGETS=ci
+TARGETS ?= default
 
 export HF_HUB_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export OPENVINO_TELEMETRY_ENABLED := 0
+# DVC keeps its site cache (hash and index databases) in /var/tmp/dvc unless told otherwise.
+export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site_cache
+# DVC runs each stage's `python -m sarvam_pipeline.dvc ...` through the shell, so the venv comes first.
+DVC := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc
 
-.PHONY: setup run test clean
+.PHONY: setup run test clean dvc-compile dvc-check dvc-repro dvc-ci
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# The filter drops pip's notes about local index folders this machine's pip config names.
-	$(BIN)/pip install --quiet -e '.[test]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+	$(BIN)/pip install --quiet -e '.[test,sweep,cluster]' 2>&1 | { grep -v '^WARNING: Location' || true; }
 	touch $@
 
 setup: $(BIN)/.installed
@@ -30,6 +36,28 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Regenerate dvc.yaml and params.yaml of one targets config.
+dvc-compile: setup
+	$(BIN)/python -m sarvam_pipeline.dvc compile --targets $(TARGETS)
+
+# Fail when a committed pipeline differs from a fresh compile on this host.
+dvc-check: setup
+	$(BIN)/python -m sarvam_pipeline.dvc compile --targets default --check
+	$(BIN)/python -m sarvam_pipeline.dvc compile --targets ci --check
+
+# Build the default matrix (every chipset and supported runtime) with DVC.
+dvc-repro: setup
+	$(DVC) repro dvc.yaml
+	$(DVC) metrics show -R metrics
+
+# The CI matrix: regenerate it when the code or the host changed it, rebuild it, list its metrics.
+dvc-ci: setup
+	$(BIN)/python -m sarvam_pipeline.dvc compile --targets ci --check || \
+		$(BIN)/python -m sarvam_pipeline.dvc compile --targets ci
+	$(DVC) repro pipelines/ci/dvc.yaml
+	$(DVC) metrics show -R pipelines/ci/metrics
+	cat pipelines/ci/report/matrix.md
 
 clean:
 	rm -rf artifacts outputs multirun
