@@ -12,14 +12,12 @@ import dataclasses
 import logging
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from sarvam_pipeline.backends import get_backend
 from sarvam_pipeline.errors import ConfigError, PipelineError
-from sarvam_pipeline.paths import conf_dir, group_options
+from sarvam_pipeline.paths import group_options
 from sarvam_pipeline.runtimes import get_planner
 from sarvam_pipeline.schema import RuntimeConfig
-from sarvam_pipeline.target import Target, load_recipe
+from sarvam_pipeline.target import Target, load_group_option, load_recipe
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +32,15 @@ class UnavailableRuntimeError(PipelineError):
 
 def load_runtime(name: str) -> dict[str, Any]:
     """Load ``conf/runtime/<name>.yaml`` onto the RuntimeConfig schema, as Hydra would for ``runtime=<name>``."""
-    path = conf_dir() / "runtime" / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError.invalid_choice("runtime", name, group_options("runtime"))
-    loaded = OmegaConf.load(path)
-    loaded.pop("defaults", None)
-    return OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(RuntimeConfig), loaded), resolve=True)
+    return load_group_option("runtime", name, RuntimeConfig)
 
 
 def resolve_auto(target: Target, quant_given: bool, probe: dict[str, Any]) -> tuple[Target, dict[str, Any]]:
     """Replace ``runtime=auto`` by the chipset's most preferred decision-matrix entry this host can build.
 
     Building is the criterion, not running: an M3 target gets its Core ML artifact on a Linux host too, and
-    the fallback mode then decides how it is validated. The record states whether the entry also runs here.
+    the fallback mode then decides how it is validated. An entry whose artifact itself needs hardware this host
+    lacks (a TensorRT engine) is passed over. The record states whether the entry also runs here.
     """
     from sarvam_pipeline.fallback import check_entry
     from sarvam_pipeline.matrix import load_matrix
@@ -59,6 +53,10 @@ def resolve_auto(target: Target, quant_given: bool, probe: dict[str, Any]) -> tu
         if not entry.buildable or entry.runtime not in buildable:
             reason = f"runtime {entry.runtime} is not a build target yet (build targets: {', '.join(sorted(buildable))})"
             passed_over.append({"entry": entry.id, "reason": reason})
+            continue
+        problem = get_planner(entry.runtime).build_problem(matrix.effective_options(entry))
+        if problem is not None:
+            passed_over.append({"entry": entry.id, "reason": f"its artifact cannot be built on this host: {problem}"})
             continue
         chosen = entry
         break

@@ -12,15 +12,20 @@ from sarvam_pipeline.paths import conf_dir, group_options
 from sarvam_pipeline.schema import BudgetConfig, QuantConfig
 
 
-def load_recipe(name: str) -> dict[str, Any]:
-    """Load ``conf/quant/<name>.yaml`` onto the QuantConfig schema, as Hydra would for ``quant=<name>``."""
-    path = conf_dir() / "quant" / f"{name}.yaml"
+def load_group_option(group: str, name: str, schema: type) -> dict[str, Any]:
+    """Load ``conf/<group>/<name>.yaml`` onto its schema, as Hydra would for ``<group>=<name>``."""
+    path = conf_dir() / group / f"{name}.yaml"
     if not path.is_file():
-        raise ConfigError.invalid_choice("quant", name, group_options("quant"))
+        raise ConfigError.invalid_choice(group, name, group_options(group))
     loaded = OmegaConf.load(path)
     loaded.pop("defaults", None)
-    merged = OmegaConf.merge(OmegaConf.structured(QuantConfig), loaded)
+    merged = OmegaConf.merge(OmegaConf.structured(schema), loaded)
     return OmegaConf.to_container(merged, resolve=True)
+
+
+def load_recipe(name: str) -> dict[str, Any]:
+    """Load a quantization recipe from ``conf/quant/``, for targets that name none (the runtime default)."""
+    return load_group_option("quant", name, QuantConfig)
 
 
 @dataclass(frozen=True)
