@@ -70,6 +70,13 @@ def check_entry(entry: MatrixEntry, probe: dict[str, Any], matrix: DecisionMatri
     return "; ".join(failures) if failures else None
 
 
+def _build_problem(entry: MatrixEntry, matrix: DecisionMatrix) -> str | None:
+    """Return why this host, not the probed one, cannot build the entry's artifact (a TensorRT engine needs a GPU)."""
+    from sarvam_pipeline.runtimes import get_planner
+
+    return get_planner(entry.runtime).build_problem(matrix.effective_options(entry))
+
+
 def _requested_entries(chipset: str, requested: str, entries: list[MatrixEntry]) -> list[MatrixEntry]:
     if requested == AUTO:
         return list(entries)
@@ -101,6 +108,10 @@ def auto_runtime(chipset: str, probe: dict[str, Any], buildable: set[str], reque
             continue
         if entry.runtime not in buildable:
             passed_over.append((entry, f"runtime {entry.runtime} cannot be built on this host (buildable here: {', '.join(sorted(buildable)) or 'none'})"))
+            continue
+        build_problem = _build_problem(entry, matrix)
+        if build_problem is not None:
+            passed_over.append((entry, f"its artifact cannot be built on this host: {build_problem}"))
             continue
 
         problem = check_entry(entry, probe, matrix)

@@ -59,6 +59,9 @@ PROVIDER_OPTION = {
     "torch_aoti": "device",
 }
 
+# Runtimes with no CPU device: degrade mode has no CPU entry of theirs to fall back to.
+GPU_ONLY_RUNTIMES = ("tensorrt",)
+
 
 @dataclass
 class MatrixEntry:
@@ -314,8 +317,9 @@ def _chipset_problems(
     if not problems and first_seen != list(chipset.runtimes):
         problems.append(f"invalid order in {where}: runtimes first appear as {first_seen}, but conf/chipset/{name}.yaml prefers {list(chipset.runtimes)}")
 
-    # Degrade mode falls back to a CPU entry of the same runtime, so every buildable runtime needs one.
-    for runtime in sorted({entry.runtime for entry in chipset_matrix.entries if entry.buildable}):
+    # Degrade mode falls back to a CPU entry of the same runtime, so every buildable runtime that has a CPU
+    # device needs one.
+    for runtime in sorted({entry.runtime for entry in chipset_matrix.entries if entry.buildable} - set(GPU_ONLY_RUNTIMES)):
         if not any(entry.runtime == runtime and entry.compute_unit == "cpu" for entry in chipset_matrix.entries):
             problems.append(f"missing cpu entry for runtime {runtime} in {where}: degrade mode needs one to fall back to")
     return problems

@@ -31,6 +31,9 @@ REGISTRY: dict[str, StageSpec] = {
     "openvino_compress": StageSpec("stages.openvino_compress:OpenVinoCompressStage"),
     "coreml_convert": StageSpec("stages.coreml_convert:CoreMLConvertStage"),
     "coreml_compress": StageSpec("stages.coreml_compress:CoreMLCompressStage"),
+    "aoti_compile": StageSpec("stages.aoti_compile:AotiCompileStage", _MODELS),
+    "tensorrt_plan": StageSpec("stages.tensorrt_plan:TensorRtPlanStage"),
+    "tensorrt_build": StageSpec("stages.tensorrt_build:TensorRtBuildStage", ("sarvam_pipeline/backends/tensorrt.py",)),
     "coreml_estimate": StageSpec(
         "stages.coreml_estimate:CoreMLEstimateStage", _MODELS + ("stages/coreml_emulation.py", "stages/metrics.py")
     ),

@@ -91,11 +91,15 @@ def test_coreml_request_builds_only_here(host):
 
 
 def test_tensorrt_request_has_reason(host):
+    from sarvam_pipeline.backends.tensorrt import tensorrt_reason
+
+    if tensorrt_reason() is None:
+        pytest.skip("this host has TensorRT and an NVIDIA GPU, so it builds the engine")
     decision = auto_runtime("nvidia_rtx_4090", host, default_buildable(), requested="tensorrt")
 
     assert decision.chosen is None
     assert [entry.id for entry, _ in decision.passed_over] == ["tensorrt:GPU"]
-    assert "not a build target yet" in decision.passed_over[0][1]
+    assert "needs an NVIDIA GPU with TensorRT" in decision.passed_over[0][1]
     assert "no matrix entry can be built" in decision.explanation()
 
 
@@ -127,7 +131,7 @@ def test_nothing_buildable_chooses_none(host):
     decision = auto_runtime("x86_64_host", host, set())
 
     assert decision.chosen is None
-    assert len(decision.passed_over) == 3
+    assert len(decision.passed_over) == len(load_matrix().chipset("x86_64_host").entries)
 
 
 def test_intel_laptop_picks_npu():

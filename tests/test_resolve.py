@@ -48,7 +48,7 @@ def test_auto_on_nvidia_passes_over_tensorrt(tiny_model_dir):
     decision = extra["runtime_decision"]
     skipped = {row["entry"]: row["reason"] for row in decision["passed_over"]}
     assert decision["chosen"] == "onnxruntime:tensorrt"
-    assert "not a build target" in skipped["tensorrt:GPU"]
+    assert "needs an NVIDIA GPU with TensorRT" in skipped["tensorrt:GPU"]
     assert extra["fallback"]["ran_on"]["provider"] == "cpu"
 
 

@@ -14,6 +14,8 @@ BACKENDS = {
     "onnxruntime": "sarvam_pipeline.backends.onnxruntime:OnnxRuntimeBackend",
     "openvino": "sarvam_pipeline.backends.openvino:OpenVinoBackend",
     "coreml": "sarvam_pipeline.backends.coreml:CoreMLBackend",
+    "torch_aoti": "sarvam_pipeline.backends.torch_aoti:TorchAotiBackend",
+    "tensorrt": "sarvam_pipeline.backends.tensorrt:TensorRtBackend",
 }
 
 

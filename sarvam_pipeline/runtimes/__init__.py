@@ -11,6 +11,8 @@ PLANNERS = {
     "onnxruntime": "sarvam_pipeline.runtimes.onnxruntime:OnnxRuntimePlanner",
     "openvino": "sarvam_pipeline.runtimes.openvino:OpenVinoPlanner",
     "coreml": "sarvam_pipeline.runtimes.coreml:CoreMLPlanner",
+    "torch_aoti": "sarvam_pipeline.runtimes.torch_aoti:TorchAotiPlanner",
+    "tensorrt": "sarvam_pipeline.runtimes.tensorrt:TensorRtPlanner",
 }
 
 

@@ -34,6 +34,10 @@ class RuntimePlanner(ABC):
             return f"method '{quant['method']}' is not one of {sorted(self.methods)}"
         return None
 
+    def build_problem(self, options: dict[str, Any]) -> str | None:
+        """Return why this host cannot build the artifact with these runtime options, or None when it can."""
+        return None
+
     @abstractmethod
     def plan_artifact(self, target: "Target", shared: "SharedNodes") -> "Node":
         """Return the node that writes the deployable artifact (upstream nodes come with it)."""
