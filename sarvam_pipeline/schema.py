@@ -151,7 +151,7 @@ class RuntimeConfig:
     description: str = ""
     # Recipe used when the command line gives no quant=.
     default_quant: str = MISSING
-    # Graph format the runtime consumes from the shared export: onnx | torchscript.
+    # Graph format the runtime consumes: onnx | torchscript (shared exports), or torch (compiled from the module).
     export_format: str = "onnx"
     # Runtime-level settings: execution provider, device, threads, deployment target.
     options: dict[str, Any] = field(default_factory=dict)
