@@ -26,6 +26,9 @@ from sarvam_pipeline.sweep_objective import job_objective, requested_objective  
 
 log = logging.getLogger("sarvam_pipeline")
 
+# 128 + SIGINT, as shells report a process stopped by Ctrl-C.
+INTERRUPTED_EXIT_CODE = 130
+
 register_configs()
 
 
@@ -42,6 +45,10 @@ def _hydra_main(cfg: DictConfig) -> int | float:
     try:
         objective = requested_objective(cfg)
         code = run_target(cfg)
+    except KeyboardInterrupt:
+        # The store publishes a node only when it is complete, so every node built so far is kept.
+        print("error: interrupted; completed stages stay in the artifact store and are reused by the next run", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT_CODE)
     except PipelineError as error:
         if _is_multirun():
             # One failing job must not end the sweep; its error is logged and the next job runs.
@@ -57,9 +64,36 @@ def _hydra_main(cfg: DictConfig) -> int | float:
     return code
 
 
+def check_composition(arguments: list[str]) -> None:
+    """Compose the config once with Hydra's compose API, so a wrong type or unknown key is a one-line error.
+
+    Hydra reports these over several lines after starting the job; sweeps (``-m``) are left to Hydra, since
+    their values are lists of choices.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from sarvam_pipeline.errors import ConfigError
+
+    if any(argument in ("-m", "--multirun") for argument in arguments):
+        return
+    overrides = [a for a in arguments if not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+            compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as error:
+        texts = [str(error)] + ([str(error.__cause__)] if error.__cause__ else [])
+        lines = [line.strip() for text in texts for line in text.splitlines() if line.strip()]
+        skipped = ("full_key", "object_type", "reference_type", "value_type", "key:")
+        detail = "; ".join(line for line in lines if not line.startswith(skipped))
+        raise ConfigError(f"invalid configuration: {detail}") from error
+
+
 def main() -> None:
     try:
         check_group_overrides(sys.argv[1:])
+        check_composition(sys.argv[1:])
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)

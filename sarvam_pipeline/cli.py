@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 CHECKED_GROUPS = ("model", "quant", "chipset", "runtime", "data")
 # Exit code of a build whose figures violate a budget while budgets.enforce is true.
 BUDGET_EXIT_CODE = 3
+# Exit code when this host could not build the target's artifact (fallback=degrade went on without it).
+NOT_BUILT_EXIT_CODE = 5
 
 
 def _split_choices(value: str) -> list[str] | None:
@@ -136,7 +138,7 @@ def write_deploy_manifest(target: Target, report: dict, folder: Path) -> Path | 
 
 
 def run_target(cfg: DictConfig) -> int:
-    """Build one target and return the process exit code (0, or BUDGET_EXIT_CODE)."""
+    """Build one target and return the process exit code (0, BUDGET_EXIT_CODE or NOT_BUILT_EXIT_CODE)."""
     target, extra = resolve_target(cfg)
     plan = compile_plan([target])
     store = ArtifactStore(cfg.store.root)
@@ -157,6 +159,10 @@ def run_target(cfg: DictConfig) -> int:
     print_summary([report], Console())
     log.info("report written to %s and %s", json_path, markdown_path)
 
+    if not report["built"]:
+        reason = next((row["reason"] for row in report["stages"] if row["status"] == "skipped"), "")
+        log.error("target %s was not built on this host: %s", target.id, reason)
+        return NOT_BUILT_EXIT_CODE
     if report["budgets_violated"]:
         log.error("budgets violated: %s", ", ".join(report["budgets_violated"]))
         if cfg.budgets.enforce:

@@ -18,9 +18,14 @@ class ConfigError(PipelineError):
     exit_code = 2
 
     @classmethod
-    def invalid_choice(cls, what: str, value: object, choices: Iterable[str], reason: str = "") -> "ConfigError":
-        """Build the error for a value outside a known set, suggesting the nearest valid name."""
-        valid = sorted(choices)
+    def invalid_choice(
+        cls, what: str, value: object, choices: Iterable[str], reason: str = "", ordered: bool = False
+    ) -> "ConfigError":
+        """Build the error for a value outside a known set, suggesting the nearest valid name.
+
+        Choices are sorted by name unless ``ordered`` keeps the caller's order (numbers, preferences).
+        """
+        valid = list(choices) if ordered else sorted(choices)
         message = f"invalid {what} '{value}'"
         if reason:
             message += f": {reason}"

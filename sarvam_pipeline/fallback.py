@@ -1,7 +1,10 @@
 """Build-time runtime choice and graceful fallback, driven by the decision matrix and a host probe.
 
-* ``auto_runtime`` picks the most preferred matrix entry that this host can build and run. When no entry
-  runs here it picks the most preferred buildable one and reports that validation and benchmark cannot run.
+* ``auto_runtime`` picks the most preferred matrix entry that this host can build and run, the choice when the
+  build host is the device itself. When no entry runs here it picks the most preferred buildable one and
+  reports that validation and benchmark cannot run. The pipeline's ``runtime=auto`` instead takes the most
+  preferred buildable entry (``sarvam_pipeline.resolve``), so a build for another device gets that device's
+  preferred artifact.
 * ``check_entry`` returns why this host cannot run an entry (missing runtime or provider, old driver or OS).
 * ``fallback_chain`` lists the entries of one runtime that this host can run, for degrade mode: a QDQ model
   built for the QNN EP is still validated, on the CPU EP, when the host has no Hexagon NPU.

@@ -111,13 +111,14 @@ def resolve_execution(target: Target, mode: str, probe_factory) -> tuple[Target,
     label = f"{runtime} ({_provider_label(requested)})"
     if mode == "strict":
         raise UnavailableRuntimeError(
-            f"{label} cannot run on this host: {reason}; use fallback=degrade to build it and validate on the next usable provider"
+            f"{label} cannot run on this host: {reason}; fallback=degrade builds what this host can build and "
+            "validates it on the next usable provider, if any"
         )
 
     execution = next_usable_options(target, requested, probe_factory())
     record.update({"ran_on": execution, "reason": reason})
     if execution is None:
-        log.warning("%s cannot run on this host (%s); the artifact is built but not run here", label, reason)
+        log.warning("%s cannot run on this host (%s); validation and benchmark are skipped", label, reason)
     else:
         log.warning(
             "%s cannot run on this host (%s); validating and benchmarking on %s instead (fallback=degrade)",

@@ -34,12 +34,12 @@ def recipes_for_runtime(runtime: str) -> list[str]:
 def validate_quant(quant: dict[str, Any]) -> None:
     name = quant["name"]
     if quant["precision"] not in PRECISIONS:
-        raise ConfigError.invalid_choice(f"quant.precision of recipe '{name}'", quant["precision"], PRECISIONS)
+        raise ConfigError.invalid_choice("quant.precision", quant["precision"], PRECISIONS, reason=f"in recipe {name}")
     if quant["method"] not in METHODS:
-        raise ConfigError.invalid_choice(f"quant.method of recipe '{name}'", quant["method"], METHODS)
+        raise ConfigError.invalid_choice("quant.method", quant["method"], METHODS, reason=f"in recipe {name}")
     if quant["weight_bits"] not in WEIGHT_BITS:
         raise ConfigError.invalid_choice(
-            f"quant.weight_bits of recipe '{name}'", quant["weight_bits"], [str(b) for b in WEIGHT_BITS]
+            "quant.weight_bits", quant["weight_bits"], [str(b) for b in WEIGHT_BITS], reason=f"in recipe {name}", ordered=True
         )
     block = quant.get("block_size")
     if block is not None and (block < 8 or block & (block - 1)):
@@ -47,10 +47,22 @@ def validate_quant(quant: dict[str, Any]) -> None:
     calibration = quant["calibration"]
     if calibration["method"] not in CALIBRATION_METHODS:
         raise ConfigError.invalid_choice(
-            f"quant.calibration.method of recipe '{name}'", calibration["method"], CALIBRATION_METHODS
+            "quant.calibration.method", calibration["method"], CALIBRATION_METHODS, reason=f"in recipe {name}"
         )
     if calibration["samples"] < 1:
         raise ConfigError(f"invalid quant.calibration.samples {calibration['samples']}: expected at least 1")
+
+
+def validate_data(data: dict[str, Any]) -> None:
+    """Check the data source and languages against what the installed corpus package contains."""
+    from stages.dataset import corpus_languages
+
+    if data["source"] != "chatterbot_corpus":
+        raise ConfigError.invalid_choice("data.source", data["source"], ["chatterbot_corpus"])
+    available = corpus_languages()
+    for language in data["languages"]:
+        if language not in available:
+            raise ConfigError.invalid_choice("data.languages entry", language, available)
 
 
 def validate_target(target: Target) -> None:
@@ -83,6 +95,16 @@ def validate_target(target: Target) -> None:
             f"invalid quant.calibration.samples {quant['calibration']['samples']}: the data set has only "
             f"{target.data['calibration_samples']} calibration samples (data.calibration_samples)"
         )
+    bench = target.benchmark
+    for name, minimum in (("batch_size", 1), ("warmup", 0), ("iterations", 1), ("threads", 1)):
+        if bench[name] < minimum:
+            raise ConfigError(f"invalid benchmark.{name} {bench[name]}: expected an integer >= {minimum}")
+    if bench["timeout_s"] <= 0:
+        raise ConfigError(f"invalid benchmark.timeout_s {bench['timeout_s']}: expected seconds > 0")
+    if target.validation["batch_size"] < 1:
+        raise ConfigError(f"invalid validation.batch_size {target.validation['batch_size']}: expected an integer >= 1")
+    validate_data(target.data)
+
     for name in ("calibration_samples", "evaluation_samples"):
         if target.data[name] < 2:
             raise ConfigError(f"invalid data.{name} {target.data[name]}: expected at least 2")

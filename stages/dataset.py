@@ -32,15 +32,25 @@ class DatasetParams:
 MIN_WORDS = 3
 
 
+def corpus_data_dir() -> Path:
+    """Return the data folder of the installed chatterbot-corpus package, without importing it."""
+    spec = importlib.util.find_spec("chatterbot_corpus")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package chatterbot-corpus is not installed; install it with pip")
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+def corpus_languages() -> list[str]:
+    """Return the languages the installed chatterbot-corpus ships, as folder names."""
+    return sorted(p.name for p in corpus_data_dir().iterdir() if p.is_dir())
+
+
 def read_chatterbot_corpus(languages: list[str]) -> list[str]:
     """Return the unique dialogue lines of the chatterbot-corpus package for the given languages, sorted."""
     import yaml
 
-    spec = importlib.util.find_spec("chatterbot_corpus")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("package chatterbot-corpus is not installed; install it with pip")
-    data_dir = Path(list(spec.submodule_search_locations)[0]) / "data"
-    available = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+    data_dir = corpus_data_dir()
+    available = corpus_languages()
     lines: set[str] = set()
     for language in languages:
         if language not in available:

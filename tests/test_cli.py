@@ -125,3 +125,37 @@ def test_unknown_budget_key_rejected(tiny_args):
     assert completed.returncode == 2
     assert "invalid chipset.budgets.tiny_bert" in completed.stderr
     assert "p95_latency_ms" in completed.stderr
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("benchmark.threads=abc", "could not be converted to Integer"),
+        ("bogus_key=1", "Could not override 'bogus_key'"),
+        ("benchmark.iterations=0", "invalid benchmark.iterations 0"),
+        ("benchmark.threads=-1", "invalid benchmark.threads -1"),
+        ("data.languages=[klingon]", "invalid data.languages entry 'klingon'"),
+    ],
+)
+def test_invalid_value_is_one_line_error(override, expected, tiny_args, tmp_path):
+    completed = run_cli(*tiny_args(override))
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert expected in lines[0]
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_corrupt_weights_named_before_any_stage(tiny_model_dir, tmp_path):
+    import shutil
+
+    from conftest import tiny_overrides
+
+    broken = tmp_path / "broken_model"
+    shutil.copytree(tiny_model_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    completed = run_cli(*tiny_overrides(broken, tmp_path / "artifacts"), f"hydra.run.dir={tmp_path / 'run'}")
+    assert completed.returncode == 2
+    assert f"model weights {weights} are corrupt or truncated" in completed.stderr
+    assert not (tmp_path / "artifacts").exists()

@@ -127,7 +127,8 @@ def test_cli_strict_exits_4(no_tensorrt, tiny_model_dir, tmp_path):
 def test_cli_degrade_reports_not_built(no_tensorrt, tiny_model_dir, tmp_path):
     overrides = tiny_overrides(tiny_model_dir, tmp_path / "artifacts")
     completed = run_cli(*overrides, f"hydra.run.dir={tmp_path / 'run'}", "chipset=nvidia_rtx_4090", "runtime=tensorrt", "fallback=degrade")
-    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.returncode == 5, completed.stderr[-2000:]
+    assert "was not built on this host" in completed.stderr + completed.stdout
 
     report = read_report(tmp_path / "run")
     assert report["built"] is False

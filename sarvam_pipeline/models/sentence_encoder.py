@@ -11,6 +11,7 @@ import os
 from functools import lru_cache
 from typing import Any
 
+from sarvam_pipeline.errors import ConfigError
 from sarvam_pipeline.models.base import ModelAdapter, resolve_source
 
 # Added to the attention scores of padding tokens. -1e4 rather than the float32 minimum, because the
@@ -18,18 +19,31 @@ from sarvam_pipeline.models.base import ModelAdapter, resolve_source
 MASK_NEGATIVE = -1.0e4
 
 
-@lru_cache(maxsize=4)
-def _load_transformers(source: str):
+def _quiet_transformers() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    # The progress bars and load report write terminal escape codes into log files.
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+@lru_cache(maxsize=4)
+def _load_transformers(source: str):
+    _quiet_transformers()
+    from transformers import AutoModel
 
     folder = resolve_source(source)
     model = AutoModel.from_pretrained(folder, local_files_only=True, attn_implementation="eager")
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    return model.eval(), tokenizer
+    return model.eval(), _load_tokenizer(source)
+
+
+@lru_cache(maxsize=4)
+def _load_tokenizer(source: str):
+    _quiet_transformers()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_source(source), local_files_only=True)
 
 
 def _encoder_module(model, pooling: str, normalize: bool):
@@ -67,6 +81,19 @@ def _encoder_module(model, pooling: str, normalize: bool):
 class SentenceEncoderAdapter(ModelAdapter):
     fingerprint_patterns = ("*.safetensors", "*.bin", "config.json", "tokenizer.json", "vocab.txt")
 
+    def fingerprint(self, source: str) -> str:
+        """Hash the model files after checking that each safetensors file has a readable header."""
+        from safetensors import safe_open
+
+        folder = resolve_source(source)
+        for path in sorted(folder.glob("*.safetensors")):
+            try:
+                with safe_open(str(path), framework="numpy") as handle:
+                    handle.keys()
+            except Exception as error:  # safetensors raises its own SafetensorError and OSError subclasses
+                raise ConfigError(f"model weights {path} are corrupt or truncated: {error}") from error
+        return super().fingerprint(source)
+
     def build_module(self, model_cfg: dict[str, Any], graph: str) -> Any:
         model, _ = _load_transformers(model_cfg["source"])
         return _encoder_module(model, model_cfg.get("pooling", "mean"), bool(model_cfg.get("normalize", True)))
@@ -74,7 +101,7 @@ class SentenceEncoderAdapter(ModelAdapter):
     def tokenize(self, model_cfg: dict[str, Any], texts: list[str]) -> dict[str, Any]:
         import numpy as np
 
-        _, tokenizer = _load_transformers(model_cfg["source"])
+        tokenizer = _load_tokenizer(model_cfg["source"])
         encoded = tokenizer(
             texts,
             padding="max_length",
