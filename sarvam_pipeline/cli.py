@@ -105,7 +105,16 @@ def resolve_target(cfg: DictConfig) -> tuple[Target, dict]:
 
     if target.runtime["name"] == "auto":
         target, extra["runtime_decision"] = resolve_auto(target, cfg.quant is not None, probe())
-    validate_target(target)
+    try:
+        validate_target(target)
+    except ConfigError as error:
+        decision = extra.get("runtime_decision")
+        if decision and cfg.quant is None:
+            raise ConfigError(
+                f"{error} (runtime=auto chose {decision['chosen']} with its recommended recipe "
+                f"{target.quant['name']}; set quant= to choose another)"
+            ) from error
+        raise
     target, extra["fallback"] = resolve_execution(target, cfg.fallback, probe)
     return target, extra
 
