@@ -16,7 +16,6 @@ import shutil
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -48,12 +47,6 @@ def describe_files(folder: Path) -> dict[str, dict[str, Any]]:
             continue
         files[relative] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
     return files
-
-
-@dataclass
-class CorruptEntry:
-    path: Path
-    reason: str
 
 
 class ArtifactStore:
@@ -100,7 +93,8 @@ class ArtifactStore:
                 return f"size of {relative} changed"
             if sha256_file(path) != record["sha256"]:
                 return f"SHA-256 of {relative} changed"
-        extra = set(describe_files(folder)) - set(listed) if len(listed) < 10_000 else set()
+        present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {MANIFEST}
+        extra = present - set(listed)
         if extra:
             return f"unlisted files {sorted(extra)[:3]}"
         return None
