@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Outcome:
-    """What happened to one node in this run."""
+    """Result of one node in this run: its status, time, reason and manifest."""
 
     node: Node
     # ran | cached | skipped

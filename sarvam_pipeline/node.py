@@ -2,7 +2,7 @@
 
 A node is a stage kind bound to concrete parameters and upstream nodes. Its key is the SHA-256 of the kind,
 the parameters, the upstream keys, the versions of the tools the stage declares and the hash of the stage's
-source code, so the key changes when, and only when, something the node reads changes.
+source code. So the key changes when, and only when, something the node reads changes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where the configuration lives."""
+"""Location of the configuration folder and its group options."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def conf_dir() -> Path:
     """Return the ``conf/`` folder: ``SARVAM_PIPELINE_CONF`` when set, else the one beside the package.
 
-    NOTE: the package is installed in editable mode (``make run`` and ``make test`` do so); a wheel install
-    does not carry ``conf/`` and needs SARVAM_PIPELINE_CONF pointing at a checkout's ``conf/``.
+    NOTE: ``make run`` and ``make test`` install the package in editable mode. A wheel install does not
+    carry ``conf/``, so it needs SARVAM_PIPELINE_CONF pointing at a checkout's ``conf/``.
     """
     override = os.environ.get("SARVAM_PIPELINE_CONF")
     return Path(override).resolve() if override else REPO_ROOT / "conf"

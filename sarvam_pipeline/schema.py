@@ -200,7 +200,7 @@ class StoreConfig:
 
 @dataclass
 class SweepConfig:
-    """What a search sweeper (Optuna) minimizes; unset for grid sweeps and single runs."""
+    """Objective a search sweeper (Optuna) minimizes, unset for grid sweeps and single runs."""
 
     # p95_latency_ms | artifact_size_mb; None makes a job return its exit code.
     objective: Optional[str] = None

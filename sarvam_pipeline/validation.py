@@ -1,6 +1,6 @@
 """Cross-field checks of a resolved target, run before any stage.
 
-Hydra's schemas already reject unknown keys and wrong types; these checks cover what a type cannot express:
+Hydra's schemas already reject unknown keys and wrong types. These checks cover what a type cannot express:
 a runtime the chipset does not support, a recipe the runtime rejects, out-of-range recipe values.
 """
 

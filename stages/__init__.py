@@ -26,8 +26,8 @@ REGISTRY: dict[str, StageSpec] = {
     "export_onnx": StageSpec("stages.export_onnx:ExportOnnxStage", _MODELS),
     "export_torchscript": StageSpec("stages.export_torchscript:ExportTorchScriptStage", _MODELS),
     "reference": StageSpec("stages.reference:ReferenceStage", _MODELS),
-    "ort_quantize": StageSpec("stages.ort_quantize:OrtQuantizeStage"),
-    "openvino_convert": StageSpec("stages.openvino_convert:OpenVinoConvertStage"),
+    "ort_quantize": StageSpec("stages.ort_quantize:OrtQuantizeStage", ("stages/onnx_inputs.py",)),
+    "openvino_convert": StageSpec("stages.openvino_convert:OpenVinoConvertStage", ("stages/onnx_inputs.py",)),
     "openvino_compress": StageSpec("stages.openvino_compress:OpenVinoCompressStage"),
     "coreml_convert": StageSpec("stages.coreml_convert:CoreMLConvertStage"),
     "coreml_compress": StageSpec("stages.coreml_compress:CoreMLCompressStage"),
@@ -35,7 +35,7 @@ REGISTRY: dict[str, StageSpec] = {
     "tensorrt_plan": StageSpec("stages.tensorrt_plan:TensorRtPlanStage"),
     "tensorrt_build": StageSpec("stages.tensorrt_build:TensorRtBuildStage", ("sarvam_pipeline/backends/tensorrt.py",)),
     "coreml_estimate": StageSpec(
-        "stages.coreml_estimate:CoreMLEstimateStage", _MODELS + ("stages/coreml_emulation.py", "stages/metrics.py")
+        "stages.coreml_estimate:CoreMLEstimateStage", _MODELS + ("stages/coreml_emulation.py", "stages/coreml_compress.py", "stages/metrics.py")
     ),
     "validate": StageSpec("stages.validate:ValidateStage", _BACKENDS + ("stages/metrics.py",)),
     "benchmark": StageSpec("stages.benchmark:BenchmarkStage", _BACKENDS),

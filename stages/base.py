@@ -2,7 +2,7 @@
 
 A stage kind declares its typed parameters (a dataclass), the upstream outputs it consumes, and the
 distributions whose versions change its result. ``run`` reads upstream folders and writes into one
-output folder; it knows nothing of Hydra, DVC or the other stages.
+output folder; it does not depend on Hydra, DVC or the other stages.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The measurement runs in a subprocess (``stages.benchmark_worker``) so peak memory is that of a process that
 only loads the runtime and the artifact. Where the runtime cannot run here, only the size is recorded and
-the result says the latency needs the device.
+the result states that the latency needs the device.
 """
 
 from __future__ import annotations

@@ -16,11 +16,12 @@ import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from stages.base import Stage, StageInputs
+from stages.coreml_compress import CoreMLCompressParams
 from stages.dataset import load_split
 from stages.metrics import embedding_agreement
 
@@ -28,19 +29,11 @@ BATCH_SIZE = 32
 
 
 @dataclass
-class CoreMLEstimateParams:
+class CoreMLEstimateParams(CoreMLCompressParams):
+    """The compress stage's recipe fields, plus the model to emulate them on."""
+
     model: dict[str, Any] = field(default_factory=dict)
     graph: dict[str, Any] = field(default_factory=dict)
-    precision: str = "fp16"
-    method: str = "none"
-    weight_bits: int = 16
-    block_size: Optional[int] = None
-    per_channel: bool = True
-    symmetric_weights: bool = True
-    exclude_nodes: list[str] = field(default_factory=list)
-    exclude_op_types: list[str] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)
-    palettization: dict[str, Any] = field(default_factory=dict)
     # fp16 | fp32, as the convert stage sets it.
     compute_precision: str = "fp16"
 

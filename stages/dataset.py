@@ -78,16 +78,16 @@ class DatasetStage(Stage):
         if params.source != "chatterbot_corpus":
             raise ValueError(f"unknown data source '{params.source}'; valid choices: chatterbot_corpus")
         sentences = read_chatterbot_corpus(params.languages)
-        wanted = params.calibration_samples + params.evaluation_samples
-        if len(sentences) < wanted:
+        requested = params.calibration_samples + params.evaluation_samples
+        if len(sentences) < requested:
             raise ValueError(
-                f"corpus has {len(sentences)} usable sentences, fewer than the {wanted} requested; "
+                f"corpus has {len(sentences)} usable sentences, fewer than the {requested} requested; "
                 "lower data.calibration_samples or data.evaluation_samples"
             )
 
         random.Random(params.seed).shuffle(sentences)
         evaluation = sentences[: params.evaluation_samples]
-        calibration = sentences[params.evaluation_samples: wanted]
+        calibration = sentences[params.evaluation_samples: requested]
 
         adapter = get_adapter(params.model["family"])
         for name, texts in (("calibration", calibration), ("evaluation", evaluation)):

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from stages.base import Stage, StageInputs
+from stages.onnx_inputs import concrete_shape, numpy_dtype
 
 
 @dataclass
@@ -38,24 +39,16 @@ def random_feeds(session, seed: int = 0) -> dict[str, np.ndarray]:
     generator = np.random.default_rng(seed)
     feeds = {}
     for spec in session.get_inputs():
-        shape = []
-        for axis, dim in enumerate(spec.shape):
-            if isinstance(dim, int) and dim > 0:
-                shape.append(dim)
-            else:
-                shape.append(PARITY_BATCH if axis == 0 else PARITY_LENGTH)
-
-        if "int" in spec.type:
-            dtype = np.int32 if spec.type == "tensor(int32)" else np.int64
+        shape = concrete_shape(spec, PARITY_BATCH, PARITY_LENGTH)
+        dtype = numpy_dtype(spec.type)
+        if dtype in (np.int32, np.int64):
             array = generator.integers(0, 2, size=shape).astype(dtype)
             if array.ndim >= 2:
                 array[:, 0] = 1
-        elif spec.type == "tensor(bool)":
+        elif dtype is np.bool_:
             array = generator.integers(0, 2, size=shape).astype(bool)
-        elif spec.type == "tensor(float16)":
-            array = generator.standard_normal(shape).astype(np.float16)
         else:
-            array = generator.standard_normal(shape).astype(np.float32)
+            array = generator.standard_normal(shape).astype(dtype)
         feeds[spec.name] = array
     return feeds
 

@@ -19,6 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 from stages.base import Stage, StageInputs
+from stages.onnx_inputs import concrete_shape, numpy_dtype
 
 METHODS = ("none", "fp16", "dynamic", "static", "weight_only")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -406,23 +407,10 @@ def smoke_feeds(session, dataset: Path | None) -> dict[str, np.ndarray]:
         arrays = load_split(dataset, "calibration")
         return {spec.name: np.ascontiguousarray(arrays[spec.name][:SMOKE_BATCH]) for spec in session.get_inputs()}
 
-    feeds = {}
-    for spec in session.get_inputs():
-        shape = []
-        for axis, dim in enumerate(spec.shape):
-            if isinstance(dim, int) and dim > 0:
-                shape.append(dim)
-            else:
-                shape.append(SMOKE_BATCH if axis == 0 else SMOKE_LENGTH)
-
-        if spec.type == "tensor(int32)":
-            dtype = np.int32
-        elif "int" in spec.type:
-            dtype = np.int64
-        else:
-            dtype = np.float32
-        feeds[spec.name] = np.ones(shape, dtype=dtype)
-    return feeds
+    return {
+        spec.name: np.ones(concrete_shape(spec, SMOKE_BATCH, SMOKE_LENGTH), dtype=numpy_dtype(spec.type))
+        for spec in session.get_inputs()
+    }
 
 
 def smoke_check(source: Path, target: Path, dataset: Path | None) -> float:
