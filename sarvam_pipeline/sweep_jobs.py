@@ -2,7 +2,8 @@
 
 Each job folder contains ``.hydra/overrides.yaml`` (written by Hydra) and, when the job built its target,
 ``report.json`` (written by ``sarvam_pipeline.report``). A job without a report failed or was rejected
-before any stage ran; its row carries the last error line of its log.
+before any stage ran; its row carries the last error line of its log. ``job_status.json`` contains the
+job's exit code, as a single run of the same overrides would return it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from typing import Any
 
 import yaml
 
+from sarvam_pipeline.report import BUSY_LOAD_PER_CPU
+
 log = logging.getLogger(__name__)
 
 # Overrides under these prefixes change the recipe, so the report shows them beside the recipe name.
 RECIPE_PREFIXES = ("quant.", "+quant.")
+JOB_STATUS = "job_status.json"
 
 
 @dataclass
@@ -47,6 +51,11 @@ class JobResult:
     budgets_failed: list[str] = field(default_factory=list)
     error: str = ""
     stages: list[dict[str, Any]] = field(default_factory=list)
+    # None when the job wrote no job_status.json: it was killed, or ran before job statuses were written.
+    exit_code: int | None = None
+    # 1-minute load average and CPU count while the job's benchmark ran, when it measured latency.
+    load_average: float | None = None
+    cpu_count: int | None = None
 
     @property
     def group(self) -> str:
@@ -56,6 +65,18 @@ class JobResult:
     @property
     def accuracy_drop(self) -> float | None:
         return None if self.cosine_mean is None else 1.0 - self.cosine_mean
+
+    @property
+    def failed(self) -> bool:
+        """Return True when the job exited non-zero, or ended without a report and without an exit code."""
+        return self.exit_code != 0 if self.exit_code is not None else self.status == "failed"
+
+    @property
+    def host_was_busy(self) -> bool:
+        """Return True when other work competed for the cores during the job's latency measurement."""
+        if self.load_average is None or not self.cpu_count:
+            return False
+        return self.load_average > self.cpu_count * BUSY_LOAD_PER_CPU
 
     @property
     def meets_budgets(self) -> bool:
@@ -94,14 +115,42 @@ def _last_error(folder: Path) -> str:
     return "no report.json and no error in the job's log (the job was interrupted or is still running)"
 
 
+def write_job_status(folder: Path, exit_code: int, error: str = "") -> Path:
+    """Write ``job_status.json``: the job's exit code and, for a failed job, its one-line error."""
+    path = folder / JOB_STATUS
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"exit_code": exit_code, "error": error}) + "\n", encoding="utf-8")
+    return path
+
+
+def _read_job_status(folder: Path) -> dict[str, Any]:
+    path = folder / JOB_STATUS
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        log.warning("ignoring unreadable %s: %s", path, error)
+        return {}
+
+
 def read_job(folder: Path) -> JobResult:
     """Read one job folder of a multirun."""
     overrides = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text(encoding="utf-8")) or []
+    status = _read_job_status(folder)
     report_path = folder / "report.json"
     if not report_path.is_file():
         # The job never resolved its target, so the recipe comes from the quant= override, if any.
         quant = next((item.split("=", 1)[1] for item in overrides if item.startswith("quant=")), "")
-        return JobResult(folder.name, folder, overrides, "failed", recipe=_recipe_label(quant, overrides), error=_last_error(folder))
+        return JobResult(
+            folder.name,
+            folder,
+            overrides,
+            "failed",
+            recipe=_recipe_label(quant, overrides),
+            error=status.get("error") or _last_error(folder),
+            exit_code=status.get("exit_code"),
+        )
 
     report = json.loads(report_path.read_text(encoding="utf-8"))
     target, accuracy, performance = report["target"], report["accuracy"], report["performance"]
@@ -124,6 +173,9 @@ def read_job(folder: Path) -> JobResult:
         budgets=_budget_status(report["budgets"]),
         budgets_failed=list(report["budgets_violated"]),
         stages=report["stages"],
+        exit_code=status.get("exit_code"),
+        load_average=performance.get("load_average_1min") if measured else None,
+        cpu_count=performance.get("cpu_count") if measured else None,
     )
 
 

@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sarvam_pipeline.report import BUSY_LOAD_PER_CPU
 from sarvam_pipeline.sweep_jobs import JobResult, collect_jobs, count_stage_statuses
 from sarvam_pipeline.sweep_plots import AXES, front_of, plot_group
 
 log = logging.getLogger(__name__)
 
+# Appended to the p95 latency of a job whose benchmark ran while the host was busy.
+BUSY_MARK = "(busy host)"
 COLUMNS = ("job", "target", "recipe", "status", "cosine mean", "accuracy", "p95 ms", "peak MB", "performance", "size MB", "budgets")
 
 
@@ -42,6 +45,18 @@ def _fmt(value: Any, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _status_cell(job: JobResult) -> str:
+    exit_note = f" (exit {job.exit_code})" if job.exit_code else ""
+    if job.error:
+        return f"{job.status}{exit_note}: {job.error}"
+    return job.status + exit_note
+
+
+def _latency_cell(job: JobResult) -> str:
+    latency = _fmt(job.p95_ms, 2)
+    return f"{latency} {BUSY_MARK}" if job.host_was_busy else latency
+
+
 def job_row(job: JobResult) -> list[str]:
     """Return the table cells of one job, in COLUMNS order."""
     budgets = job.budgets if not job.budgets_failed else f"fail: {', '.join(job.budgets_failed)}"
@@ -49,10 +64,10 @@ def job_row(job: JobResult) -> list[str]:
         job.job,
         job.group if job.status != "failed" else "-",
         job.recipe or "-",
-        job.status if not job.error else f"failed: {job.error}",
+        _status_cell(job),
         _fmt(job.cosine_mean, 5),
         job.accuracy_basis or "-",
-        _fmt(job.p95_ms, 2),
+        _latency_cell(job),
         _fmt(job.peak_memory_mb, 0),
         job.performance_basis or "-",
         _fmt(None if job.size_bytes is None else job.size_bytes / 1e6, 2),
@@ -97,13 +112,34 @@ def _stage_line(jobs: list[JobResult]) -> str:
     )
 
 
+def _failed_line(jobs: list[JobResult]) -> str:
+    count = f"{len(jobs)} job" if len(jobs) == 1 else f"{len(jobs)} jobs"
+    failed = [job for job in jobs if job.failed]
+    if not failed:
+        return f"{count}, none failed."
+    codes = ", ".join(f"#{job.job} exit {'-' if job.exit_code is None else job.exit_code}" for job in failed)
+    return f"{count}, {len(failed)} failed ({codes})."
+
+
+def busy_host_note(jobs: list[JobResult]) -> str:
+    """Return the note on jobs whose latency was measured on a busy host, or an empty string."""
+    busy = [job for job in jobs if job.host_was_busy]
+    if not busy:
+        return ""
+    loads = ", ".join(f"#{job.job}: {job.load_average:.1f} on {job.cpu_count} CPUs" for job in busy)
+    return (
+        f"{BUSY_MARK}: the 1-minute load average exceeded {BUSY_LOAD_PER_CPU} per CPU during the job's benchmark "
+        f"({loads}), so other work competed for the cores and the latency is likely overstated. Parallel jobs of "
+        "the sweep count as such work; rerun the job alone to measure it."
+    )
+
+
 def render_markdown(multirun_dir: Path, jobs: list[JobResult], summaries: list[GroupSummary]) -> str:
     """Render the sweep report as Markdown; plots are linked as files beside it."""
-    failed = sum(job.status == "failed" for job in jobs)
     lines = [
         f"# Sweep report: {multirun_dir.name}",
         "",
-        f"{len(jobs)} jobs, {failed} failed or rejected. {_stage_line(jobs)}",
+        f"{_failed_line(jobs)} {_stage_line(jobs)}",
         "",
         "## Jobs",
         "",
@@ -113,6 +149,9 @@ def render_markdown(multirun_dir: Path, jobs: list[JobResult], summaries: list[G
     for job in jobs:
         cells = [cell.replace("|", "\\|") for cell in job_row(job)]
         lines.append("| " + " | ".join(cells) + " |")
+    note = busy_host_note(jobs)
+    if note:
+        lines += ["", note]
 
     lines += ["", "## Best recipe per target", "", "| target | job | recipe | p95 ms | size MB | note |", "|---|---|---|---:|---:|---|"]
     for summary in summaries:
@@ -143,7 +182,7 @@ def _html_table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> s
 
 def render_html(multirun_dir: Path, jobs: list[JobResult], summaries: list[GroupSummary]) -> str:
     """Render the sweep report as one HTML page with the plots inlined, so it opens without its folder."""
-    failed = sum(job.status == "failed" for job in jobs)
+    note = busy_host_note(jobs)
     best_rows = []
     for summary in summaries:
         best = summary.best
@@ -159,9 +198,10 @@ def render_html(multirun_dir: Path, jobs: list[JobResult], summaries: list[Group
         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#eee}"
         "img{max-width:640px;margin:4px}</style></head><body>",
         f"<h1>Sweep report: {html.escape(multirun_dir.name)}</h1>",
-        f"<p>{len(jobs)} jobs, {failed} failed or rejected. {html.escape(_stage_line(jobs))}</p>",
+        f"<p>{html.escape(_failed_line(jobs))} {html.escape(_stage_line(jobs))}</p>",
         "<h2>Jobs</h2>",
         _html_table(COLUMNS, [job_row(job) for job in jobs]),
+        f"<p class='note'>{html.escape(note)}</p>" if note else "",
         "<h2>Best recipe per target</h2>",
         _html_table(["target", "job", "recipe", "p95 ms", "note"], best_rows),
         "<h2>Pareto fronts</h2>",
@@ -179,10 +219,14 @@ def render_html(multirun_dir: Path, jobs: list[JobResult], summaries: list[Group
     return "\n".join(parts) + "\n"
 
 
-def write_sweep_report(multirun_dir: Path) -> tuple[Path, Path]:
-    """Write ``sweep_report.md``, ``sweep_report.html`` and ``sweep_plots/`` into a multirun folder."""
+def write_sweep_report(multirun_dir: Path, jobs: list[JobResult] | None = None) -> tuple[Path, Path]:
+    """Write ``sweep_report.md``, ``sweep_report.html`` and ``sweep_plots/`` into a multirun folder.
+
+    ``jobs`` are the folder's jobs when the caller has read them already (``collect_jobs``).
+    """
     multirun_dir = Path(multirun_dir).resolve()
-    jobs = collect_jobs(multirun_dir)
+    if jobs is None:
+        jobs = collect_jobs(multirun_dir)
     summaries = summarize(jobs, multirun_dir / "sweep_plots")
 
     markdown_path = multirun_dir / "sweep_report.md"

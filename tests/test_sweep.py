@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,10 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_overrides
+from omegaconf import OmegaConf
+
+from sarvam_pipeline.cli import SWEEP_FAILED_EXIT_CODE
+from sarvam_pipeline.sweep_callback import count_sweep_jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 # quant=int8_dynamic with runtime=openvino is rejected before any stage runs, so 3 of the 4 jobs build.
@@ -40,13 +45,43 @@ def job_reports(sweep_dir: Path) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def sweep(tiny_model_dir, tmp_path_factory) -> dict:
-    """Run the 2x2 grid once with two parallel jobs; return its folders, store and overrides."""
+    """Run the 2x2 grid once with two parallel jobs; return its folders, store, overrides and process."""
     root = tmp_path_factory.mktemp("sweep")
     store = root / "artifacts"
     base = [*GRID, *tiny_overrides(tiny_model_dir, store)]
     completed = run_sweep([*base, f"hydra.sweep.dir={root / 'first'}"])
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return {"root": root, "store": store, "base": base, "dir": root / "first", "model_dir": tiny_model_dir}
+    assert (root / "first" / "sweep_report.md").is_file(), completed.stderr[-3000:]
+    return {"root": root, "store": store, "base": base, "dir": root / "first", "model_dir": tiny_model_dir, "completed": completed}
+
+
+def test_rejected_job_makes_sweep_exit_nonzero(sweep):
+    assert sweep["completed"].returncode == SWEEP_FAILED_EXIT_CODE, sweep["completed"].stderr[-3000:]
+
+
+def test_sweep_exit_line_names_failures_and_report(sweep):
+    last_line = sweep["completed"].stderr.strip().splitlines()[-1]
+    assert last_line == f"error: 1 of 4 sweep jobs failed (#3 exit 2); see {sweep['dir'] / 'sweep_report.md'}"
+
+
+def test_job_status_records_exit_codes(sweep):
+    statuses = {path.parent.name: json.loads(path.read_text(encoding="utf-8")) for path in sweep["dir"].glob("*/job_status.json")}
+    assert {job: status["exit_code"] for job, status in statuses.items()} == {"0": 0, "1": 0, "2": 0, "3": 2}
+    assert "runtime openvino does not accept this recipe" in statuses["3"]["error"]
+
+
+def test_progress_counts_jobs_done_of_total(sweep):
+    output = sweep["completed"].stdout + sweep["completed"].stderr
+    assert "sweep started: 4 jobs" in output
+    logs = "".join(path.read_text(encoding="utf-8") for path in sweep["dir"].glob("*/*.log"))
+    for done in range(1, 5):
+        assert f"sweep progress: {done} of 4 jobs done" in logs
+
+
+def test_console_tags_stage_lines_with_job(sweep):
+    output = sweep["completed"].stdout + sweep["completed"].stderr
+    for job in ("0", "1", "2"):
+        assert re.search(rf"#{job} running +export_onnx|#{job} cached +export_onnx", output), job
+        assert re.search(rf"#{job} running +validate\S* +\w+ \(stage \d of \d\)", output), job
 
 
 def test_every_buildable_job_writes_report(sweep):
@@ -95,7 +130,8 @@ def test_interrupted_sweep_resumes_from_store(sweep):
             shutil.rmtree(stage["path"])
 
     completed = run_sweep([*sweep["base"], f"hydra.sweep.dir={sweep['root'] / 'resumed'}"])
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    # Job 3 is rejected again, as in the first sweep.
+    assert completed.returncode == SWEEP_FAILED_EXIT_CODE, completed.stderr[-3000:]
 
     # Keys are compared, not stage names, because a key changes with the stage's code and tool versions.
     finished = {stage["key"] for report in job_reports(sweep["dir"]).values() for stage in report["stages"]} - removed
@@ -224,3 +260,21 @@ def test_killed_sweep_resumes_without_rebuilding(tiny_model_dir, tmp_path):
         if stage["key"] in built_keys:
             assert stage["status"] == "cached", stage["name"]
     assert not list(store.glob("*/.tmp-*"))
+
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+@pytest.mark.parametrize(
+    "sweeper, task, expected",
+    [
+        ({"_target_": BASIC_SWEEPER, "params": None}, ["quant=fp16,int8_dynamic", "runtime=onnxruntime,openvino", "dry_run=true"], 4),
+        ({"_target_": BASIC_SWEEPER, "params": {"benchmark.threads": "1,2,4"}}, ["quant=fp16,int8_dynamic"], 6),
+        ({"_target_": BASIC_SWEEPER, "params": None}, ["quant=fp16"], 1),
+        ({"_target_": "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper", "n_trials": 5}, [], 5),
+        ({"_target_": "some.other.Sweeper"}, ["quant=fp16,int8_dynamic"], None),
+    ],
+)
+def test_sweep_job_count_from_config(sweeper, task, expected):
+    config = OmegaConf.create({"hydra": {"sweeper": sweeper, "overrides": {"task": task}}})
+    assert count_sweep_jobs(config) == expected

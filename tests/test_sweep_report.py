@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from sarvam_pipeline.pareto import dominates, pareto_front
-from sarvam_pipeline.sweep_jobs import collect_jobs
+from sarvam_pipeline.sweep_jobs import collect_jobs, write_job_status
 from sarvam_pipeline.sweep_objective import objective_value
 from sarvam_pipeline.sweep_report import choose_best, main, write_sweep_report
 
@@ -40,7 +40,9 @@ def test_pareto_front_on_hand_made_points(points, expected):
     assert pareto_front(points) == expected
 
 
-def write_job(root: Path, number: int, overrides: list[str], report: dict | None, log_line: str = "") -> None:
+def write_job(
+    root: Path, number: int, overrides: list[str], report: dict | None, log_line: str = "", exit_code: int | None = None, error: str = ""
+) -> None:
     folder = root / str(number)
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides), encoding="utf-8")
@@ -48,12 +50,16 @@ def write_job(root: Path, number: int, overrides: list[str], report: dict | None
         (folder / "report.json").write_text(json.dumps(report), encoding="utf-8")
     if log_line:
         (folder / "__main__.log").write_text(log_line + "\n", encoding="utf-8")
+    if exit_code is not None:
+        write_job_status(folder, exit_code, error)
 
 
-def hand_made_report(runtime: str, quant: str, cosine: float, p95: float | None, size: int, budgets: list[str]) -> dict:
+def hand_made_report(
+    runtime: str, quant: str, cosine: float, p95: float | None, size: int, budgets: list[str], load_average: float = 0.5
+) -> dict:
     """Return a report.json body with the fields the sweep report reads; ``budgets`` lists check statuses."""
     performance = (
-        {"status": "measured", "p95_ms": p95, "peak_rss_mb": 300.0, "artifact_bytes": size}
+        {"status": "measured", "p95_ms": p95, "peak_rss_mb": 300.0, "artifact_bytes": size, "load_average_1min": load_average, "cpu_count": 2}
         if p95 is not None
         else {"status": "not_measured", "reason": "needs macOS", "artifact_bytes": size}
     )
@@ -74,8 +80,18 @@ def hand_made_report(runtime: str, quant: str, cosine: float, p95: float | None,
 @pytest.fixture
 def multirun(tmp_path) -> Path:
     root = tmp_path / "multirun"
-    write_job(root, 0, ["quant=fp16", "runtime=onnxruntime"], hand_made_report("onnxruntime", "fp16", 0.9999, 9.0, 40_000_000, ["pass", "fail"]))
-    write_job(root, 1, ["quant=int8_dynamic", "runtime=onnxruntime"], hand_made_report("onnxruntime", "int8_dynamic", 0.990, 4.0, 20_000_000, ["pass", "pass"]))
+    # Job 0 breaks a budget with budgets.enforce=true, so it exited 3.
+    write_job(
+        root, 0, ["quant=fp16", "runtime=onnxruntime"], hand_made_report("onnxruntime", "fp16", 0.9999, 9.0, 40_000_000, ["pass", "fail"]), exit_code=3
+    )
+    # Job 1's benchmark ran at a load average of 3.1 on 2 CPUs.
+    write_job(
+        root,
+        1,
+        ["quant=int8_dynamic", "runtime=onnxruntime"],
+        hand_made_report("onnxruntime", "int8_dynamic", 0.990, 4.0, 20_000_000, ["pass", "pass"], load_average=3.1),
+        exit_code=0,
+    )
     write_job(
         root,
         2,
@@ -130,8 +146,55 @@ def test_report_lists_every_job(multirun):
     table = markdown.split("## Jobs", 1)[1].split("##", 1)[0]
     job_numbers = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")][1:]
     assert job_numbers == ["0", "1", "2", "3", "10"]
-    assert "5 jobs, 1 failed or rejected" in markdown
+    # Job 10 left no job_status.json, so its exit code is unknown.
+    assert "5 jobs, 2 failed (#0 exit 3, #10 exit -)." in markdown
     assert "Stages over all job reports: 4 built, 4 reused" in markdown
+
+
+def test_job_status_gives_exit_code(multirun):
+    jobs = {job.job: job for job in collect_jobs(multirun)}
+    assert jobs["0"].exit_code == 3
+    assert jobs["0"].failed
+    assert jobs["1"].exit_code == 0
+    assert not jobs["1"].failed
+    # No job_status.json: only a job without a report counts as failed.
+    assert jobs["2"].exit_code is None
+    assert not jobs["2"].failed
+    assert jobs["10"].failed
+
+
+def test_job_status_error_replaces_log(tmp_path):
+    write_job(tmp_path, 0, ["quant=int8_dynamic", "runtime=openvino"], None, "[x][y][ERROR] older line", exit_code=2, error="invalid quant 'int8_dynamic'")
+    job = collect_jobs(tmp_path)[0]
+    assert job.error == "invalid quant 'int8_dynamic'"
+    assert job.exit_code == 2
+
+
+def test_report_shows_nonzero_exit_code(multirun):
+    markdown = write_sweep_report(multirun)[0].read_text(encoding="utf-8")
+    row = next(line for line in markdown.splitlines() if line.startswith("| 0 |"))
+    assert "| built (exit 3) |" in row
+
+
+def test_report_marks_busy_host(multirun):
+    markdown_path, html_path = write_sweep_report(multirun)
+    markdown = markdown_path.read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): line for line in markdown.splitlines() if line.startswith("| ")}
+    assert "| 4.00 (busy host) |" in rows["1"]
+    assert "(busy host)" not in rows["2"]
+    table = markdown.split("## Jobs", 1)[1].split("## Best", 1)[0]
+    assert "(busy host): the 1-minute load average exceeded 0.75 per CPU" in table
+    assert "(#1: 3.1 on 2 CPUs)" in table
+    page = html_path.read_text(encoding="utf-8")
+    assert "4.00 (busy host)" in page
+    assert "#1: 3.1 on 2 CPUs" in page
+
+
+def test_report_without_busy_jobs_has_no_note(tmp_path):
+    write_job(tmp_path, 0, ["quant=fp16"], hand_made_report("onnxruntime", "fp16", 0.9999, 9.0, 40_000_000, []), exit_code=0)
+    markdown = write_sweep_report(tmp_path)[0].read_text(encoding="utf-8")
+    assert "busy host" not in markdown
+    assert "1 job, none failed." in markdown
 
 
 def test_report_states_pareto_front(multirun):
