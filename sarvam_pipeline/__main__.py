@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import sys
+from pathlib import Path
 
 # Set before any tool is imported: no hub access, no telemetry.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -18,10 +19,12 @@ if not sys.stdout.isatty():
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from sarvam_pipeline.cli import check_group_overrides, run_target  # noqa: E402
+from sarvam_pipeline import sweep_callback  # noqa: E402
+from sarvam_pipeline.cli import SWEEP_FAILED_EXIT_CODE, check_group_overrides, is_multirun, run_target  # noqa: E402
 from sarvam_pipeline.errors import PipelineError  # noqa: E402
 from sarvam_pipeline.paths import conf_dir  # noqa: E402
 from sarvam_pipeline.schema import register_configs  # noqa: E402
+from sarvam_pipeline.sweep_jobs import write_job_status  # noqa: E402
 from sarvam_pipeline.sweep_objective import job_objective, requested_objective  # noqa: E402
 
 log = logging.getLogger("sarvam_pipeline")
@@ -32,11 +35,11 @@ INTERRUPTED_EXIT_CODE = 130
 register_configs()
 
 
-def _is_multirun() -> bool:
+def _record_job_status(exit_code: int, error: str = "") -> None:
+    """Write the exit code of a sweep job into its folder, where the sweep report and exit code read it."""
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
-    return HydraConfig.get().mode == RunMode.MULTIRUN
+    write_job_status(Path(HydraConfig.get().runtime.output_dir), exit_code, error)
 
 
 @hydra.main(version_base=None, config_path=str(conf_dir()), config_name="config")
@@ -50,15 +53,19 @@ def _hydra_main(cfg: DictConfig) -> int | float:
         print("error: interrupted; completed stages stay in the artifact store and are reused by the next run", file=sys.stderr)
         sys.exit(INTERRUPTED_EXIT_CODE)
     except PipelineError as error:
-        if _is_multirun():
+        if is_multirun():
             # One failing job must not end the sweep; its error is logged and the next job runs.
             log.error("%s", error)
+            _record_job_status(error.exit_code, str(error))
             # A search sweeper minimizes the return value, so a failed job returns infinity to rank last.
             return math.inf if objective else error.exit_code
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
-    if code and not _is_multirun():
-        sys.exit(code)
+    if not is_multirun():
+        if code:
+            sys.exit(code)
+        return code
+    _record_job_status(code)
     if objective:
         return job_objective(cfg, objective)
     return code
@@ -98,6 +105,18 @@ def main() -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
     _hydra_main()
+    exit_if_sweep_failed()
+
+
+def exit_if_sweep_failed() -> None:
+    """Exit with SWEEP_FAILED_EXIT_CODE when a multirun just ended with failed jobs, after one summary line."""
+    summary = sweep_callback.last_sweep
+    if summary is None or not summary.failed:
+        return
+    codes = ", ".join(f"#{job} exit {'-' if code is None else code}" for job, code in summary.failed)
+    where = f"see {summary.report}" if summary.report else f"the sweep report was not written, see the log in {summary.sweep_dir}"
+    print(f"error: {len(summary.failed)} of {summary.jobs} sweep jobs failed ({codes}); {where}", file=sys.stderr)
+    sys.exit(SWEEP_FAILED_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from sarvam_pipeline.compiler import Plan, compile_plan
-from sarvam_pipeline.errors import ConfigError
+from sarvam_pipeline.errors import ConfigError, MissingExtraError
 from sarvam_pipeline.executor import LocalExecutor
 from sarvam_pipeline.paths import group_options
 from sarvam_pipeline.report import build_report, print_summary, write_report
+from sarvam_pipeline.runtimes import get_planner
 from sarvam_pipeline.store import ArtifactStore
 from sarvam_pipeline.target import Target
 from sarvam_pipeline.validation import validate_target
@@ -28,6 +29,9 @@ CHECKED_GROUPS = ("model", "quant", "chipset", "runtime", "data")
 BUDGET_EXIT_CODE = 3
 # Exit code when this host could not build the target's artifact (fallback=degrade went on without it).
 NOT_BUILT_EXIT_CODE = 5
+# Exit code of a multirun in which at least one job exited non-zero, with any of the codes above or 1 for
+# a failed stage. The sweep report lists each job's code.
+SWEEP_FAILED_EXIT_CODE = 6
 
 
 def _split_choices(value: str) -> list[str] | None:
@@ -80,6 +84,13 @@ def describe_plan(plan: Plan, store: ArtifactStore, console: Console) -> None:
     console.print(table)
 
 
+def is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def report_folder(cfg: DictConfig) -> Path:
     if cfg.report_dir:
         return Path(cfg.report_dir)
@@ -115,6 +126,9 @@ def resolve_target(cfg: DictConfig) -> tuple[Target, dict]:
                 f"{target.quant['name']}; set quant= to choose another)"
             ) from error
         raise
+    problem = get_planner(target.runtime["name"]).environment_problem()
+    if problem:
+        raise MissingExtraError(problem)
     target, extra["fallback"] = resolve_execution(target, cfg.fallback, probe)
     return target, extra
 
@@ -152,13 +166,21 @@ def run_target(cfg: DictConfig) -> int:
     plan = compile_plan([target])
     store = ArtifactStore(cfg.store.root)
     console = Console(stderr=True)
+    remote = None
+    if cfg.store.remote:
+        from sarvam_pipeline.store_remote import StoreRemote
+
+        remote = StoreRemote(cfg.store.remote)
 
     if cfg.dry_run:
         describe_plan(plan, store, console)
         return 0
 
     log.info("target %s: %d stages", target.id, plan.graph.number_of_nodes())
-    outcomes = LocalExecutor(store, show_progress=sys.stderr.isatty()).run(plan)
+    # Parallel sweep jobs share the terminal, where their live progress bars would overwrite each other, so
+    # a sweep shows progress through its log lines only.
+    show_progress = sys.stderr.isatty() and not is_multirun()
+    outcomes = LocalExecutor(store, show_progress=show_progress, remote=remote).run(plan)
     _, nodes = plan.targets[0]
     keys = [node.key for node in plan.order()]
     report = build_report(target, nodes, keys, outcomes, extra)

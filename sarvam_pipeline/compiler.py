@@ -83,15 +83,31 @@ class SharedNodes:
             "reference", params, (("dataset", self.dataset(target)),), label=f"reference[{target.model['name']}]"
         )
 
-    def validation(self, target: Target, artifact: Node, runtime: str, options: dict[str, Any]) -> Node:
+    def validation(self, target: Target, artifact: Node, runtime: str, options: dict[str, Any], samples: int | None = None, estimate_for: str = "") -> Node:
+        """Return the validate node; ``samples`` limits the evaluation rows, ``estimate_for`` labels the result an
+        estimate of another provider's accuracy."""
         params = {
             "runtime": runtime,
             "options": options,
             "batch_size": target.validation["batch_size"],
             "task": target.model["task"],
         }
+        # Set only when used, so the keys of other validation nodes stay as they were.
+        if samples is not None:
+            params["samples"] = samples
+        if estimate_for:
+            params["estimate_for"] = estimate_for
         inputs = (("artifact", artifact), ("dataset", self.dataset(target)), ("reference", self.reference(target)))
         return Node("validate", params, inputs, label=f"validate[{target.id}]")
+
+    def numeric_gap(self, target: Target, float_model: Node, artifact: Node, runtime: str) -> Node | None:
+        """Return the layer-wise numeric gap node of a quantized artifact, or None when validation.gap_samples is 0."""
+        samples = int(target.validation.get("gap_samples", 0))
+        if samples <= 0:
+            return None
+        params = {"runtime": runtime, "samples": samples, "top": int(target.validation.get("gap_top", 10))}
+        inputs = (("float", float_model), ("artifact", artifact), ("dataset", self.dataset(target)))
+        return Node("numeric_gap", params, inputs, label=f"numeric_gap[{target.id}]")
 
     def benchmark(self, target: Target, artifact: Node, runtime: str, options: dict[str, Any]) -> Node:
         bench = target.benchmark
@@ -141,7 +157,7 @@ class Plan:
         return [self.node(key) for key in ordered]
 
     def target_keys(self, nodes: TargetNodes) -> set[str]:
-        keys = {nodes.artifact.key, nodes.validation.key, nodes.benchmark.key}
+        keys = {node.key for node in nodes.all()}
         for key in list(keys):
             keys |= nx.ancestors(self.graph, key)
         return keys
@@ -154,13 +170,13 @@ def compile_plan(targets: list[Target]) -> Plan:
     for target in targets:
         planner = get_planner(target.runtime["name"])
         artifact = planner.plan_artifact(target, shared)
-        options = planner.run_options(target)
         nodes = TargetNodes(
             artifact=artifact,
             validation=planner.plan_validation(target, artifact, shared),
-            benchmark=shared.benchmark(target, artifact, target.runtime["name"], options),
+            benchmark=planner.plan_benchmark(target, artifact, shared),
+            gap=planner.plan_gap(target, artifact, shared),
         )
-        for node in (nodes.artifact, nodes.validation, nodes.benchmark):
+        for node in nodes.all():
             plan.add(node)
         plan.targets.append((target, nodes))
     log.debug("plan has %d nodes for %d targets", plan.graph.number_of_nodes(), len(targets))

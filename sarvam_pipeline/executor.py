@@ -3,6 +3,8 @@
 A node whose key is already built and whose files verify is reused (status ``cached``). A node this host
 cannot run is ``skipped`` with the reason, and so is everything downstream of it. A failing stage stops the
 run with a StageError; its temporary folder is removed, and every node built before it stays in the store.
+With a store remote (``store.remote``), a node missing locally is fetched from the remote before it is built
+or skipped, and a node built here is pushed to it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from omegaconf import OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,6 +24,9 @@ from sarvam_pipeline.node import Node
 from sarvam_pipeline.store import ArtifactStore
 from stages import get_stage
 from stages.base import StageInputs
+
+if TYPE_CHECKING:
+    from sarvam_pipeline.store_remote import StoreRemote
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +57,10 @@ def typed_params(node: Node) -> Any:
 class LocalExecutor:
     """Builds the nodes of a plan in this process."""
 
-    def __init__(self, store: ArtifactStore, show_progress: bool = True) -> None:
+    def __init__(self, store: ArtifactStore, show_progress: bool = True, remote: StoreRemote | None = None) -> None:
         self.store = store
         self.show_progress = show_progress
+        self.remote = remote
 
     def run(self, plan: Plan, keys: Iterable[str] | None = None) -> dict[str, Outcome]:
         nodes = plan.order(keys)
@@ -73,13 +79,13 @@ class LocalExecutor:
         )
         with progress:
             task = progress.add_task("building", total=len(nodes))
-            for node in nodes:
+            for number, node in enumerate(nodes, start=1):
                 progress.update(task, description=node.label or node.name)
-                outcomes[node.key] = self._run_node(node, outcomes)
+                outcomes[node.key] = self._run_node(node, outcomes, f"stage {number} of {len(nodes)}")
                 progress.advance(task)
         return outcomes
 
-    def _run_node(self, node: Node, outcomes: dict[str, Outcome]) -> Outcome:
+    def _run_node(self, node: Node, outcomes: dict[str, Outcome], position: str) -> Outcome:
         blocked = [outcomes[up.key] for _, up in node.inputs if outcomes[up.key].status == "skipped"]
         if blocked:
             reason = f"upstream {blocked[0].node.label or blocked[0].node.name} was skipped: {blocked[0].reason}"
@@ -94,7 +100,8 @@ class LocalExecutor:
         stage = get_stage(node.kind)
         params = typed_params(node)
         reason = stage.unavailable_reason(params)
-        if reason:
+        # A node this host cannot build may still be on the store remote, built by a worker that could.
+        if reason and self.remote is None:
             log.warning("skipped %s: %s", node.label, reason)
             return Outcome(node, "skipped", reason=reason)
 
@@ -104,14 +111,25 @@ class LocalExecutor:
             if manifest is not None:
                 log.info("cached  %-60s %s (built by another process)", node.label, node.key)
                 return Outcome(node, "cached", path=self.store.path_for(node), manifest=manifest)
-            return self._build(node, stage, params, outcomes)
+            if self.remote is not None and self.remote.fetch(node, self.store):
+                manifest = self.store.read_manifest(node)
+                if manifest is not None:
+                    note = f"fetched from store remote {self.remote.spec}"
+                    return Outcome(node, "cached", reason=note, path=self.store.path_for(node), manifest=manifest)
+            if reason:
+                log.warning("skipped %s: %s", node.label, reason)
+                return Outcome(node, "skipped", reason=reason)
+            outcome = self._build(node, stage, params, outcomes, position)
+            if self.remote is not None:
+                self.remote.push(node, self.store)
+            return outcome
 
-    def _build(self, node: Node, stage: Any, params: Any, outcomes: dict[str, Outcome]) -> Outcome:
+    def _build(self, node: Node, stage: Any, params: Any, outcomes: dict[str, Outcome], position: str) -> Outcome:
         inputs = StageInputs(
             folders={name: outcomes[up.key].path for name, up in node.inputs},
             results={name: outcomes[up.key].result for name, up in node.inputs},
         )
-        log.info("running %-60s %s", node.label, node.key)
+        log.info("running %-60s %s (%s)", node.label, node.key, position)
         started = time.perf_counter()
         try:
             with self.store.build(node) as folder:

@@ -59,8 +59,9 @@ PROVIDER_OPTION = {
     "torch_aoti": "device",
 }
 
-# Runtimes with no CPU device: degrade mode has no CPU entry of theirs to fall back to.
-GPU_ONLY_RUNTIMES = ("tensorrt",)
+# Runtimes with no CPU device: degrade mode has no CPU entry of theirs to fall back to. The qnn runtime builds
+# for the HTP backend only, and onnxruntime-qnn 2.7.0 ships no QNN CPU backend.
+GPU_ONLY_RUNTIMES = ("tensorrt", "qnn")
 
 
 @dataclass

@@ -40,7 +40,17 @@ PROBE_FIELDS: dict[str, dict[str, Any]] = {
         "available_providers": [],
         "plugin_providers": [],
         "ep_devices": [],
-        "qnn_plugin": {"installed": False, "version": None, "registered": False, "reason": None},
+        # onnxruntime-qnn: the QNN plugin EP, the QNN SDK version it bundles and the QNN EP's devices. On x86_64
+        # its HTP backend is a simulator.
+        "qnn_plugin": {
+            "installed": False,
+            "version": None,
+            "qnn_sdk_version": None,
+            "registered": False,
+            "devices": [],
+            "simulator": False,
+            "reason": None,
+        },
         "reason": None,
     },
     "openvino": {"installed": False, "version": None, "available_devices": [], "devices": {}, "reason": None},
@@ -56,7 +66,17 @@ PROBE_FIELDS: dict[str, dict[str, Any]] = {
     },
     "tensorrt": {"installed": False, "version": None, "reason": None},
     "coreml": {"installed": False, "version": None, "can_predict": False, "compute_devices": [], "reason": None},
-    "litert": {"installed": False, "version": None, "reason": None},
+    # installed: the ai-edge-litert interpreter that runs .tflite files here. converter_*: the separate
+    # environment whose litert-torch converts PyTorch models (sarvam_pipeline.litert_env).
+    "litert": {
+        "installed": False,
+        "version": None,
+        "reason": None,
+        "converter_installed": False,
+        "converter_python": None,
+        "converter_version": None,
+        "converter_reason": None,
+    },
     "qnn_sdk": {"installed": False, "root": None, "reason": None},
 }
 
@@ -178,6 +198,7 @@ def _register_qnn_plugin(onnxruntime: Any) -> dict[str, Any]:
 
     record["installed"] = True
     record["version"] = _package_version("onnxruntime-qnn")
+    record["qnn_sdk_version"] = getattr(getattr(qnn, "build_and_package_info", None), "qnn_version", None)
     try:
         onnxruntime.register_execution_provider_library("QNNExecutionProvider", qnn.get_library_path())
         record["registered"] = True
@@ -187,6 +208,12 @@ def _register_qnn_plugin(onnxruntime: Any) -> dict[str, Any]:
         else:
             logger.warning("registering the QNN plugin EP failed: %s", _error_text(error))
             record["reason"] = f"register_execution_provider_library failed: {_error_text(error)}"
+    if record["registered"] and hasattr(onnxruntime, "get_ep_devices"):
+        record["devices"] = [
+            _ep_device_record(device) for device in onnxruntime.get_ep_devices() if device.ep_name == "QNNExecutionProvider"
+        ]
+        # The HTP backend of the x86_64 wheels simulates the Hexagon NPU.
+        record["simulator"] = platform.machine().lower() in ("x86_64", "amd64")
     return record
 
 
@@ -367,6 +394,19 @@ def probe_litert() -> dict[str, Any]:
     return section
 
 
+def probe_litert_converter(section: dict[str, Any]) -> dict[str, Any]:
+    """Add the LiteRT conversion environment (interpreter path, litert-torch version) to the litert section."""
+    from sarvam_pipeline.litert_env import environment_problem, environment_versions, interpreter_path
+
+    section = dict(section)
+    section["converter_python"] = str(interpreter_path())
+    section["converter_reason"] = environment_problem()
+    if section["converter_reason"] is None:
+        section["converter_installed"] = True
+        section["converter_version"] = environment_versions()["litert-torch"]
+    return section
+
+
 def probe_qnn_sdk() -> dict[str, Any]:
     """Describe the Qualcomm AI Runtime SDK that native QNN builds need, from QNN_SDK_ROOT or QAIRT_SDK_ROOT."""
     section = dict(PROBE_FIELDS["qnn_sdk"])
@@ -392,7 +432,7 @@ def probe_host() -> dict[str, Any]:
     probe["nvidia"] = probe_nvidia()
     probe["tensorrt"] = probe_tensorrt()
     probe["coreml"] = probe_coreml(probe["os"]["name"])
-    probe["litert"] = probe_litert()
+    probe["litert"] = probe_litert_converter(probe_litert())
     probe["qnn_sdk"] = probe_qnn_sdk()
     return probe
 
@@ -423,8 +463,23 @@ def summary_lines(probe: dict[str, Any]) -> list[str]:
         f"nvidia      {_state(nvidia, nvidia_text)}",
         f"tensorrt    {_state(probe['tensorrt'], str(probe['tensorrt']['version']))}",
         f"coreml      {coreml_text}",
-        f"litert      {_state(probe['litert'], str(probe['litert']['version']))}",
+        f"litert      {_state(probe['litert'], str(probe['litert']['version']))}; converter {_litert_converter_text(probe['litert'])}",
+        f"qnn         {_qnn_text(ort['qnn_plugin'])}",
     ]
+
+
+def _litert_converter_text(section: dict[str, Any]) -> str:
+    if not section["converter_installed"]:
+        return f"absent ({section['converter_reason']})"
+    return f"litert-torch {section['converter_version']} ({section['converter_python']})"
+
+
+def _qnn_text(plugin: dict[str, Any]) -> str:
+    if not plugin["installed"]:
+        return f"absent ({plugin['reason']})"
+    devices = ", ".join(f"{device['ep_name']} ({device['device_type']})" for device in plugin["devices"]) or "no devices"
+    simulator = "; HTP backend is a simulator on this host" if plugin["simulator"] else ""
+    return f"onnxruntime-qnn {plugin['version']} (QNN SDK {plugin['qnn_sdk_version']}): {devices}{simulator}"
 
 
 def main(argv: list[str] | None = None) -> int:

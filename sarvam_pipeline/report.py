@@ -24,6 +24,8 @@ from sarvam_pipeline.versions import host_summary, tool_versions
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+# A benchmark ran on a busy host when the 1-minute load average exceeded this share of the CPUs.
+BUSY_LOAD_PER_CPU = 0.75
 
 
 def _stage_rows(plan_keys: list[str], outcomes: dict[str, Outcome]) -> list[dict[str, Any]]:
@@ -106,9 +108,21 @@ def build_report(target: Target, nodes: TargetNodes, keys: list[str], outcomes: 
         "host": host_summary(),
         "versions": tool_versions(),
     }
+    report["numeric_gap"] = _gap_section(nodes, outcomes)
+    if artifact.result and artifact.result.get("keep_float"):
+        report["keep_float"] = artifact.result["keep_float"]
     if extra:
         report.update(extra)
     return report
+
+
+def _gap_section(nodes: TargetNodes, outcomes: dict[str, Outcome]) -> dict[str, Any]:
+    if nodes.gap is None:
+        return {"status": "not_computed", "reason": "only quantized ONNX Runtime (CPU) and OpenVINO artifacts are compared layer by layer"}
+    outcome = outcomes.get(nodes.gap.key)
+    if outcome is None or outcome.status not in ("ran", "cached"):
+        return {"status": "not_computed", "reason": outcome.reason if outcome is not None else "not run"}
+    return {"status": "computed", **outcome.result}
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -137,14 +151,21 @@ def render_markdown(report: dict[str, Any]) -> str:
     fallback = report.get("fallback")
     if fallback and fallback.get("reason"):
         ran_on = fallback["ran_on"]
+        if not ran_on:
+            outcome = f"Nothing that runs this artifact is usable here, so it was {'built but not run' if report['built'] else 'neither built nor run'} (fallback={fallback['mode']})."
+        elif report["accuracy"].get("estimate_for"):
+            outcome = (
+                f"Accuracy was estimated on `{ran_on}` from the same graph, and latency needs the device "
+                f"(fallback={fallback['mode']})."
+            )
+        else:
+            outcome = f"Validation and benchmark ran on `{ran_on}` (fallback={fallback['mode']})."
         lines += [
             "",
             "## Fallback",
             "",
             f"Requested `{fallback['requested']}`, which cannot run on this host: {fallback['reason']}.",
-            f"Validation and benchmark ran on `{ran_on}` (fallback={fallback['mode']})."
-            if ran_on
-            else f"Nothing that runs this artifact is usable here, so it was {'built but not run' if report['built'] else 'neither built nor run'} (fallback={fallback['mode']}).",
+            outcome,
         ]
     lines += [
         "",
@@ -177,11 +198,19 @@ def render_markdown(report: dict[str, Any]) -> str:
     else:
         lines.append(f"Not validated: {accuracy.get('reason', '')}")
 
+    lines += _render_gap(report)
+
     performance = report["performance"]
     lines += ["", "## Performance", ""]
-    if performance.get("status") == "measured":
+    if performance.get("status") in ("measured", "simulated"):
+        if performance["status"] == "simulated":
+            lines += [
+                f"**Simulator time, not device latency**: {performance['where']}.",
+                "",
+            ]
         lines += [
-            f"Measured on this host, batch {performance['batch_size']}, sequence {performance['sequence_length']}, "
+            f"{'Simulated' if performance['status'] == 'simulated' else 'Measured'} on this host, batch {performance['batch_size']}, "
+            f"sequence {performance['sequence_length']}, "
             f"{performance['threads']} threads, {performance['warmup']} warm-up and {performance['iterations']} timed runs.",
             "",
             "| figure | value |",
@@ -192,7 +221,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| artifact size (bytes) | {performance['artifact_bytes']} |",
         ]
         load = performance.get("load_average_1min")
-        if load is not None and performance.get("cpu_count") and load > performance["cpu_count"] * 0.75:
+        if load is not None and performance.get("cpu_count") and load > performance["cpu_count"] * BUSY_LOAD_PER_CPU:
             lines.append(
                 f"\nNOTE: the 1-minute load average was {load:.1f} on {performance['cpu_count']} CPUs during the "
                 "measurement, so other work competed for the cores and latency is likely overstated."
@@ -217,6 +246,48 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _render_gap(report: dict[str, Any]) -> list[str]:
+    """Render the keep-float search and the layer-wise numeric gap as Markdown lines."""
+    lines: list[str] = []
+    search = report.get("keep_float")
+    if search:
+        kept = search["kept_float"]
+        lines += [
+            "",
+            "## Nodes kept in float",
+            "",
+            f"The recipe's accuracy target {search['target']} ({search['ranking']} ranking, {search['samples']} "
+            f"calibration rows) was {'met' if search['met'] else 'not met'}: {search['stopped_because']}.",
+        ]
+        if kept:
+            lines += ["", "| node | op type | layer |", "|---|---|---|"]
+            lines += [f"| `{entry['node']}` | {entry['op_type']} | {entry['layer']} |" for entry in kept]
+
+    gap = report.get("numeric_gap") or {}
+    lines += ["", "## Numeric gap by layer", ""]
+    if gap.get("status") != "computed":
+        lines.append(f"Not computed: {gap.get('reason', '')}")
+        return lines
+    lines += [
+        f"{gap['compared_tensors']} node outputs compared with the float model on {gap['samples']} evaluation rows "
+        f"({gap['metric']}). {gap['quantized_nodes']} nodes run quantized.",
+        "",
+        "Quantized nodes that add the most error:",
+        "",
+        "| node | op type | layer | output error | local gap |",
+        "|---|---|---|---:|---:|",
+    ]
+    lines += [
+        f"| `{row['node']}` | {row['op_type']} | {row['layer']} | {row['error']:.4f} | {row['local']:.4f} |"
+        for row in gap["top_quantized_nodes"]
+    ]
+    lines += ["", "Local gap by op type (sum over nodes, positive parts only):", "", "| op type | nodes | local gap sum | largest |", "|---|---:|---:|---:|"]
+    lines += [
+        f"| {row['op_type']} | {row['nodes']} | {row['local_sum']:.4f} | {row['local_max']:.4f} |" for row in gap["op_types"][:8]
+    ]
+    return lines
+
+
 def write_report(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / "report.json"
@@ -224,6 +295,14 @@ def write_report(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
     json_path.write_text(json.dumps(report, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
     markdown_path.write_text(render_markdown(report), encoding="utf-8")
     return json_path, markdown_path
+
+
+def _latency_cell(performance: dict[str, Any]) -> str:
+    if performance.get("status") == "measured":
+        return _fmt(performance.get("p95_ms"), 2)
+    if performance.get("status") == "simulated":
+        return f"{_fmt(performance.get('p95_ms'), 2)} (simulator)"
+    return "needs device"
 
 
 def print_summary(reports: list[dict[str, Any]], console: Console | None = None) -> None:
@@ -247,7 +326,7 @@ def print_summary(reports: list[dict[str, Any]], console: Console | None = None)
             f"{_fmt(accuracy.get('cosine_mean'), 4)} / {_fmt(accuracy.get('cosine_worst'), 4)}",
             _fmt(accuracy.get("nn_agreement"), 3),
             accuracy.get("method", "-"),
-            _fmt(performance.get("p95_ms"), 2) if measured else "needs device",
+            _latency_cell(performance),
             _fmt(performance.get("peak_rss_mb"), 0) if measured else "-",
             _fmt(performance["artifact_bytes"] / 1e6, 1) if "artifact_bytes" in performance else "-",
             budget_text,

@@ -47,7 +47,10 @@ def runtime_checks(entry: MatrixEntry) -> list[dict[str, Any]]:
             _check(rule, "an NVIDIA GPU must be visible through NVML", "nvidia.available", "truthy"),
         ]
     if runtime == "qnn":
-        return [_check(rule, "the Qualcomm AI Runtime (QNN) SDK must be installed", "qnn_sdk.installed", "truthy")]
+        return [
+            _check(rule, "the QNN plugin EP (onnxruntime-qnn) must be installed and registered", "onnxruntime.qnn_plugin.registered", "truthy"),
+            _check(rule, "ONNX Runtime must offer QNNExecutionProvider", "onnxruntime.providers", "contains", "QNNExecutionProvider"),
+        ]
     if runtime == "litert":
         return [_check(rule, "the LiteRT interpreter (ai-edge-litert) must be installed", "litert.installed", "truthy")]
 

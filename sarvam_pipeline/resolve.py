@@ -121,7 +121,8 @@ def resolve_execution(target: Target, mode: str, probe_factory) -> tuple[Target,
         log.warning("%s cannot run on this host (%s); validation and benchmark are skipped", label, reason)
     else:
         log.warning(
-            "%s cannot run on this host (%s); validating and benchmarking on %s instead (fallback=degrade)",
+            "%s cannot run on this host (%s); running the artifact on %s instead (fallback=degrade), and the report "
+            "labels what that measures",
             label, reason, _provider_label(execution),
         )
     return dataclasses.replace(target, execution_options=execution), record

@@ -65,6 +65,27 @@ class CalibrationConfig:
 
 
 @dataclass
+class AccuracyTargetConfig:
+    """Accuracy a recipe keeps nodes in float for, measured against the float model on the calibration split.
+
+    With every bound None the search is off. Otherwise the quantizer runs again with the nodes that lose most
+    accuracy kept in float until every bound is met or max_float_nodes is reached.
+    """
+
+    cosine_mean: Optional[float] = None
+    cosine_worst: Optional[float] = None
+    nn_agreement: Optional[float] = None
+    max_float_nodes: int = 12
+    nodes_per_step: int = 1
+    # local_gap: the layer-wise gap report's order (one gap run per step). sensitivity: the accuracy gained by
+    # keeping each quantized node in float alone (one quantizer run per candidate node, then greedy).
+    ranking: str = "local_gap"
+    # Calibration rows the accuracy is measured on, and rows the gap ranking runs on.
+    samples: int = 128
+    gap_samples: int = 8
+
+
+@dataclass
 class PalettizationConfig:
     """Lookup-table weight compression (coremltools.optimize)."""
 
@@ -98,6 +119,7 @@ class QuantConfig:
     # Node names and op types kept in float.
     exclude_nodes: list[str] = field(default_factory=list)
     exclude_op_types: list[str] = field(default_factory=list)
+    accuracy_target: AccuracyTargetConfig = field(default_factory=AccuracyTargetConfig)
     # Runtime-specific settings, keyed by runtime name, passed to that runtime's quantizer as given.
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -184,6 +206,10 @@ class BenchmarkConfig:
 @dataclass
 class ValidationConfig:
     batch_size: int = 16
+    # Layer-wise numeric gap report of quantized ONNX Runtime and OpenVINO artifacts: evaluation rows it
+    # compares on (0 turns it off) and nodes listed.
+    gap_samples: int = 16
+    gap_top: int = 10
 
 
 @dataclass
@@ -196,6 +222,10 @@ class BudgetPolicy:
 class StoreConfig:
     # Artifact cache folder; relative paths are resolved from the working directory.
     root: str = "artifacts"
+    # DVC remote shared by the workers of a sweep: a remote name from the DVC config, a URL or a folder.
+    # Nodes missing locally are fetched from it before building, and nodes built here are pushed to it.
+    # Empty: no remote.
+    remote: str = ""
 
 
 @dataclass

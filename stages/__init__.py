@@ -26,17 +26,26 @@ REGISTRY: dict[str, StageSpec] = {
     "export_onnx": StageSpec("stages.export_onnx:ExportOnnxStage", _MODELS),
     "export_torchscript": StageSpec("stages.export_torchscript:ExportTorchScriptStage", _MODELS),
     "reference": StageSpec("stages.reference:ReferenceStage", _MODELS),
-    "ort_quantize": StageSpec("stages.ort_quantize:OrtQuantizeStage", ("stages/onnx_inputs.py",)),
+    "ort_quantize": StageSpec(
+        "stages.ort_quantize:OrtQuantizeStage", ("stages/onnx_inputs.py", "stages/keep_float.py", "stages/gap_analysis.py", "stages/metrics.py")
+    ),
     "openvino_convert": StageSpec("stages.openvino_convert:OpenVinoConvertStage", ("stages/onnx_inputs.py",)),
-    "openvino_compress": StageSpec("stages.openvino_compress:OpenVinoCompressStage"),
+    "openvino_compress": StageSpec(
+        "stages.openvino_compress:OpenVinoCompressStage", ("stages/keep_float.py", "stages/gap_analysis.py", "stages/metrics.py")
+    ),
     "coreml_convert": StageSpec("stages.coreml_convert:CoreMLConvertStage"),
     "coreml_compress": StageSpec("stages.coreml_compress:CoreMLCompressStage"),
     "aoti_compile": StageSpec("stages.aoti_compile:AotiCompileStage", _MODELS),
     "tensorrt_plan": StageSpec("stages.tensorrt_plan:TensorRtPlanStage"),
     "tensorrt_build": StageSpec("stages.tensorrt_build:TensorRtBuildStage", ("sarvam_pipeline/backends/tensorrt.py",)),
+    # The worker runs the model adapter and litert-torch in the LiteRT environment.
+    "litert_convert": StageSpec("stages.litert_convert:LiteRtConvertStage", _MODELS + ("stages/litert_worker.py", "sarvam_pipeline/litert_env.py")),
+    "qnn_quantize": StageSpec("stages.qnn_quantize:QnnQuantizeStage", ("stages/ort_quantize.py",)),
+    "qnn_context": StageSpec("stages.qnn_context:QnnContextStage", ("sarvam_pipeline/backends/qnn.py", "sarvam_pipeline/backends/onnxruntime.py")),
     "coreml_estimate": StageSpec(
         "stages.coreml_estimate:CoreMLEstimateStage", _MODELS + ("stages/coreml_emulation.py", "stages/coreml_compress.py", "stages/metrics.py")
     ),
+    "numeric_gap": StageSpec("stages.numeric_gap:NumericGapStage", ("stages/gap_analysis.py", "stages/dataset.py")),
     "validate": StageSpec("stages.validate:ValidateStage", _BACKENDS + ("stages/metrics.py",)),
     "benchmark": StageSpec("stages.benchmark:BenchmarkStage", _BACKENDS),
 }

@@ -2,7 +2,8 @@
 
 The measurement runs in a subprocess (``stages.benchmark_worker``) so peak memory is that of a process that
 only loads the runtime and the artifact. Where the runtime cannot run here, only the size is recorded and
-the result states that the latency needs the device.
+the result states that the latency needs the device. Where it runs on a simulator (QNN HTP on x86_64), the
+status is ``simulated``: the figures are the simulator's time, not the device's latency.
 """
 
 from __future__ import annotations
@@ -43,11 +44,10 @@ class BenchmarkStage(Stage):
 
     def run(self, params: BenchmarkParams, inputs: StageInputs, out: Path) -> dict[str, Any]:
         from sarvam_pipeline.backends import get_backend
-        from sarvam_pipeline.backends.base import artifact_bytes
 
         backend = get_backend(params.runtime)
         artifact = backend.artifact_file(inputs["artifact"])
-        size = {"artifact_bytes": artifact_bytes(artifact), "artifact": artifact.name}
+        size = {"artifact_bytes": backend.artifact_size(inputs["artifact"]), "artifact": artifact.name}
         reason = backend.unavailable_reason(params.options)
         if reason is not None:
             self.log.warning("latency and memory not measured: %s", reason)
@@ -82,4 +82,8 @@ class BenchmarkStage(Stage):
         self.log.info(
             "%s: p50 %.2f ms, p95 %.2f ms, peak RSS %.0f MB", params.runtime, measured["p50_ms"], measured["p95_ms"], measured["peak_rss_mb"]
         )
+        simulator = backend.simulator_note(params.options)
+        if simulator is not None:
+            # A simulator's time is reported apart from measured latency, so budgets and rankings never use it.
+            return {"status": "simulated", "where": simulator, "reason": simulator, **size, **measured}
         return {"status": "measured", "where": "this host", **size, **measured}

@@ -7,14 +7,16 @@ quantization calibrated on the calibration split, and ``weight_only`` runs NNCF 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from stages.base import Stage, StageInputs
+from stages.keep_float import AccuracyTargetParams, check_target
 from stages.dataset import load_split
 
 # Keys of the recipe's ``options.openvino`` section that each method reads.
@@ -57,6 +59,8 @@ class OpenVinoCompressParams:
     # The recipe's options.openvino section. STATIC_OPTIONS and WEIGHT_ONLY_OPTIONS list the valid keys.
     options: dict[str, Any] = field(default_factory=dict)
     calibration: CalibrationParams = field(default_factory=CalibrationParams)
+    # Keep the nodes that lose most accuracy in float until this target is met (off when no bound is set).
+    accuracy_target: AccuracyTargetParams = field(default_factory=AccuracyTargetParams)
 
 
 def recipe_problem(recipe: Mapping[str, Any]) -> str | None:
@@ -76,6 +80,9 @@ def recipe_problem(recipe: Mapping[str, Any]) -> str | None:
     problem = _option_problem(recipe.get("options") or {})
     if problem is not None:
         return problem
+    target = recipe.get("accuracy_target") or {}
+    if any(target.get(name) is not None for name in ("cosine_mean", "cosine_worst", "nn_agreement")) and method not in ("static", "weight_only"):
+        return f"accuracy_target applies to methods static and weight_only, not '{method}'"
     if method == "static":
         return _static_problem(recipe)
     if method == "weight_only":
@@ -191,14 +198,76 @@ class OpenVinoCompressStage(Stage):
             self.log.info("stored FP16 weights")
             return {"mode": "fp16"}
 
-        if params.method == "static":
-            compressed, result = self.quantize(model, params, inputs["dataset"])
+        if params.accuracy_target.enabled():
+            check_target(params.accuracy_target)
+            if "dataset" not in inputs.folders:
+                raise ValueError("accuracy_target needs the 'dataset' input with calibration.npz")
+            with tempfile.TemporaryDirectory(prefix="openvino_compress.") as scratch:
+                record = self.search_float_nodes(params, source, inputs["dataset"], Path(scratch))
+            params = replace(params, exclude_nodes=list(params.exclude_nodes) + record["kept_nodes"])
+            self.log.info(
+                "kept %d nodes in float (%s): %s",
+                len(record["kept_nodes"]), record["stopped_because"], ", ".join(entry["layer"] for entry in record["kept_float"]) or "none",
+            )
         else:
-            compressed, result = self.compress_weights(model, params)
+            record = None
+
+        compressed, result = self.compress(model, params, inputs.folders.get("dataset"))
         # compress_to_fp16=False keeps scales and unquantized weights in fp32. Low-bit weights stay as
         # NNCF wrote them.
         ov.save_model(compressed, str(out / "model.xml"), compress_to_fp16=False)
+        if record is not None:
+            result["keep_float"] = record
         return result
+
+    def compress(self, model, params: OpenVinoCompressParams, dataset_folder: Path | None) -> tuple[Any, dict[str, Any]]:
+        if params.method == "static":
+            return self.quantize(model, params, dataset_folder)
+        return self.compress_weights(model, params)
+
+    def search_float_nodes(self, params: OpenVinoCompressParams, source: Path, dataset_folder: Path, scratch: Path) -> dict[str, Any]:
+        """Run the keep-float search with NNCF: quantize with a growing ignored scope until the target is met."""
+        import openvino as ov
+
+        from stages.gap_analysis import openvino_gaps
+        from stages.keep_float import search
+
+        target = params.accuracy_target
+        core = ov.Core()
+        arrays = load_split(dataset_folder, "calibration")
+        rows = min(target.samples, len(next(iter(arrays.values()))))
+        search_rows = {name: array[:rows] for name, array in arrays.items()}
+        steps = iter(range(1_000_000))
+
+        def run(path: Path) -> np.ndarray:
+            # f32 inference, so the search measures the quantized model rather than the CPU plugin's bf16.
+            compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            names = [port.get_any_name() for port in compiled.inputs]
+            outputs = [
+                np.asarray(compiled({name: search_rows[name][row: row + 1] for name in names}, share_inputs=False)[compiled.outputs[0]])
+                for row in range(rows)
+            ]
+            return np.concatenate(outputs).reshape(rows, -1)
+
+        def quantize(extra: list[str]) -> Path:
+            folder = scratch / f"candidate_{next(steps)}"
+            folder.mkdir()
+            candidate = replace(params, exclude_nodes=list(params.exclude_nodes) + extra)
+            compressed, _ = self.compress(core.read_model(str(source)), candidate, dataset_folder)
+            ov.save_model(compressed, str(folder / "model.xml"), compress_to_fp16=False)
+            return folder / "model.xml"
+
+        reference = run(source)
+        _, result = search(
+            target, quantize, run, lambda candidate: openvino_gaps(source, candidate, search_rows, target.gap_samples), reference,
+            fixed=[],
+        )
+        record = result.to_dict()
+        record["kept_nodes"] = [entry["node"] for entry in result.kept]
+        record["target"] = {name: getattr(target, name) for name in ("cosine_mean", "cosine_worst", "nn_agreement")}
+        record["ranking"] = target.ranking
+        record["samples"] = rows
+        return record
 
     def quantize(self, model, params: OpenVinoCompressParams, dataset_folder: Path) -> tuple[Any, dict[str, Any]]:
         """Run NNCF post-training quantization with activation ranges from the calibration split."""

@@ -19,6 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 from stages.base import Stage, StageInputs
+from stages.keep_float import AccuracyTargetParams, check_target
 from stages.onnx_inputs import concrete_shape, numpy_dtype
 
 METHODS = ("none", "fp16", "dynamic", "static", "weight_only")
@@ -47,6 +48,15 @@ class OrtQuantizeParams:
     # Static only: method (minmax | entropy | percentile), samples (rows of the calibration split),
     # percentile (used by the percentile method).
     calibration: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_CALIBRATION))
+    # Execution provider the graph is prepared for (runtime.options.provider) and the provider options it is
+    # deployed with. The stage records them in its result; the planner has already adapted the fields above.
+    provider: str = "cpu"
+    provider_options: dict[str, Any] = field(default_factory=dict)
+    # Static only: QuantType name of the activations, replacing the one derived from activation_bits and
+    # symmetric_activations (signed when symmetric). VitisAI takes QUInt8 with symmetric ranges.
+    activation_type: Optional[str] = None
+    # Keep the nodes that lose most accuracy in float until this target is met (off when no bound is set).
+    accuracy_target: AccuracyTargetParams = field(default_factory=AccuracyTargetParams)
 
 
 # Block size of MatMulNBits when the recipe sets none. MatMulNBitsQuantizer in ONNX Runtime 1.32 has no
@@ -147,6 +157,11 @@ def check_params(params: OrtQuantizeParams) -> None:
         if unknown:
             raise ValueError(f"unknown weight_only options {unknown}; valid keys: {', '.join(WEIGHT_ONLY_OPTIONS)}")
 
+    if params.accuracy_target.enabled():
+        check_target(params.accuracy_target)
+        if params.method not in ("dynamic", "static"):
+            raise ValueError(f"accuracy_target applies to methods dynamic and static, not '{params.method}'")
+
     if params.method == "static":
         calibration = calibration_settings(params)
         if calibration["method"] not in CALIBRATION_METHODS:
@@ -232,7 +247,8 @@ def resolve_excluded_nodes(path: Path, patterns: list[str]) -> list[str]:
     names = [node.name for node in onnx.load(str(path), load_external_data=False).graph.node]
     selected: list[str] = []
     for pattern in patterns:
-        matches = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
+        # An exact name first, since exported names may contain fnmatch's special characters ("[", "?").
+        matches = [name for name in names if name == pattern or fnmatch.fnmatchcase(name, pattern)]
         if not matches:
             raise ValueError(
                 f"exclude_nodes entry '{pattern}' matches no node of {path.name}; "
@@ -304,13 +320,29 @@ def quantize_dynamic(params: OrtQuantizeParams, source: Path, target: Path, excl
     return op_types
 
 
+def prepare_static(source: Path, prepared: Path, external: bool) -> None:
+    """Run shape inference and graph optimization, as ONNX Runtime's quantization guide recommends.
+
+    ONNX's own shape inference covers the standard ops of a torch.onnx export. ONNX Runtime 1.32's symbolic
+    shape inference fails on the BERT export ("Incomplete symbolic shape inference"), so it is skipped.
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(
+        str(source),
+        str(prepared),
+        skip_symbolic_shape=True,
+        save_as_external_data=external,
+        all_tensors_to_one_file=True,
+    )
+
+
 def quantize_static(
-    params: OrtQuantizeParams, source: Path, target: Path, dataset: Path, patterns: list[str], external: bool
+    params: OrtQuantizeParams, prepared: Path, target: Path, dataset: Path, patterns: list[str], external: bool
 ) -> tuple[list[str], list[str]]:
-    """Pre-process, calibrate and quantize to QDQ. Returns the quantized op types and the excluded node names."""
+    """Calibrate and quantize a prepared model to QDQ. Returns the quantized op types and the excluded node names."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from stages.dataset import load_split
 
@@ -326,7 +358,11 @@ def quantize_static(
     reader = CalibrationReader({name: array[:samples] for name, array in arrays.items()}, CALIBRATION_BATCH_SIZE)
 
     bits = activation_bits(params)
-    if params.symmetric_activations:
+    if params.activation_type is not None:
+        if params.activation_type not in ("QInt8", "QUInt8", "QInt16", "QUInt16"):
+            raise ValueError(f"invalid activation_type '{params.activation_type}'; valid choices: QInt8, QUInt8, QInt16, QUInt16")
+        activation_type = QuantType[params.activation_type]
+    elif params.symmetric_activations:
         activation_type = QuantType.QInt16 if bits == 16 else QuantType.QInt8
     else:
         activation_type = QuantType.QUInt16 if bits == 16 else QuantType.QUInt8
@@ -342,36 +378,23 @@ def quantize_static(
     if calibration["method"] == "percentile":
         extra_options["CalibPercentile"] = float(calibration["percentile"])
 
-    with tempfile.TemporaryDirectory(prefix="ort_quantize.") as scratch:
-        # Shape inference and graph optimization, as ONNX Runtime's quantization guide recommends. ONNX's own
-        # shape inference covers the standard ops of a torch.onnx export. ONNX Runtime 1.32's symbolic shape
-        # inference fails on the BERT export ("Incomplete symbolic shape inference"), so it is skipped.
-        prepared = Path(scratch) / "prepared.onnx"
-        quant_pre_process(
-            str(source),
-            str(prepared),
-            skip_symbolic_shape=True,
-            save_as_external_data=external,
-            all_tensors_to_one_file=True,
-        )
-
-        # Patterns are matched after pre-processing, because the optimizer may remove or fold nodes.
-        excluded_nodes = resolve_excluded_nodes(prepared, patterns)
-        op_types = op_types_to_quantize(prepared, set(QLinearOpsRegistry) | set(QDQRegistry), params.exclude_op_types)
-        quantize_static(
-            str(prepared),
-            str(target),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=op_types,
-            per_channel=params.per_channel,
-            activation_type=activation_type,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=excluded_nodes,
-            use_external_data_format=external,
-            calibrate_method=methods[calibration["method"]],
-            extra_options=extra_options,
-        )
+    # Patterns are matched after pre-processing, because the optimizer may remove or fold nodes.
+    excluded_nodes = resolve_excluded_nodes(prepared, patterns)
+    op_types = op_types_to_quantize(prepared, set(QLinearOpsRegistry) | set(QDQRegistry), params.exclude_op_types)
+    quantize_static(
+        str(prepared),
+        str(target),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=op_types,
+        per_channel=params.per_channel,
+        activation_type=activation_type,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=excluded_nodes,
+        use_external_data_format=external,
+        calibrate_method=methods[calibration["method"]],
+        extra_options=extra_options,
+    )
     return op_types, excluded_nodes
 
 
@@ -466,10 +489,14 @@ class OrtQuantizeStage(Stage):
         dataset = inputs.folders.get("dataset")
         if params.method == "static" and dataset is None:
             raise ValueError("static quantization needs the 'dataset' input with calibration.npz")
+        if params.accuracy_target.enabled() and dataset is None:
+            raise ValueError("accuracy_target needs the 'dataset' input with calibration.npz")
         external = uses_external_data(source)
         self.log.info("%s: method %s, source %s", params.precision, params.method, source)
 
-        result: dict[str, Any] = {"method": params.method, "precision": params.precision}
+        result: dict[str, Any] = {"method": params.method, "precision": params.precision, "provider": params.provider}
+        if params.provider != "cpu":
+            result["provider_options"] = dict(params.provider_options)
         excluded_nodes: list[str] = []
         if params.method != "static":
             excluded_nodes = resolve_excluded_nodes(source, params.exclude_nodes)
@@ -478,13 +505,15 @@ class OrtQuantizeStage(Stage):
             copy_model(source, target, external)
         elif params.method == "fp16":
             quantize_fp16(params, source, target, excluded_nodes, external)
-        elif params.method == "dynamic":
-            result["op_types_to_quantize"] = quantize_dynamic(params, source, target, excluded_nodes, external)
-        elif params.method == "static":
-            op_types, excluded_nodes = quantize_static(params, source, target, dataset, params.exclude_nodes, external)
+        elif params.method in ("dynamic", "static"):
+            with tempfile.TemporaryDirectory(prefix="ort_quantize.") as scratch:
+                op_types, excluded_nodes, search = self.quantize_integer(params, source, target, dataset, excluded_nodes, external, Path(scratch))
             result["op_types_to_quantize"] = op_types
-            result["activation_bits"] = activation_bits(params)
-            result["calibration"] = calibration_settings(params)
+            if search is not None:
+                result["keep_float"] = search
+            if params.method == "static":
+                result["activation_bits"] = activation_bits(params)
+                result["calibration"] = calibration_settings(params)
         else:
             result["op_types_to_quantize"] = quantize_weight_only(params, source, target, excluded_nodes, external)
             result["block_size"] = params.block_size or DEFAULT_BLOCK_SIZE
@@ -505,3 +534,83 @@ class OrtQuantizeStage(Stage):
             params.method, result["source_bytes"], result["file_bytes"], result["quantized_ops"], result["smoke_cosine_min"],
         )
         return result
+
+    def quantize_integer(
+        self,
+        params: OrtQuantizeParams,
+        source: Path,
+        target: Path,
+        dataset: Path | None,
+        excluded_nodes: list[str],
+        external: bool,
+        scratch: Path,
+    ) -> tuple[list[str], list[str], dict[str, Any] | None]:
+        """Quantize with quantize_dynamic or quantize_static, searching for float nodes when a target is set.
+
+        Returns the quantized op types, the excluded node names and the search record (None without a target).
+        """
+        float_model = source
+        if params.method == "static":
+            float_model = scratch / "prepared.onnx"
+            prepare_static(source, float_model, external)
+
+        def quantize(extra: list[str], destination: Path) -> tuple[list[str], list[str]]:
+            if params.method == "dynamic":
+                return quantize_dynamic(params, float_model, destination, excluded_nodes + extra, external), excluded_nodes + extra
+            return quantize_static(params, float_model, destination, dataset, params.exclude_nodes + extra, external)
+
+        if not params.accuracy_target.enabled():
+            op_types, excluded = quantize([], target)
+            return op_types, excluded, None
+
+        _, record = search_float_nodes(params.accuracy_target, float_model, dataset, quantize, scratch)
+        op_types, excluded = quantize(record["kept_nodes"], target)
+        self.log.info(
+            "kept %d nodes in float (%s): %s",
+            len(record["kept_nodes"]), record["stopped_because"], ", ".join(entry["layer"] for entry in record["kept_float"]) or "none",
+        )
+        return op_types, excluded, record
+
+
+def search_float_nodes(
+    target: AccuracyTargetParams, float_model: Path, dataset: Path, quantize, scratch: Path
+) -> tuple[Path, dict[str, Any]]:
+    """Run the keep-float search with ONNX Runtime: quantize with more nodes excluded until ``target`` is met.
+
+    Accuracy is measured at batch 1 on the calibration split, because dynamic quantization computes activation
+    ranges per batch and deployment runs one sequence at a time.
+    """
+    import onnxruntime
+
+    from stages.dataset import load_split
+    from stages.gap_analysis import onnx_gaps
+    from stages.keep_float import search
+
+    arrays = load_split(dataset, "calibration")
+    rows = min(target.samples, len(next(iter(arrays.values()))))
+    search_rows = {name: array[:rows] for name, array in arrays.items()}
+
+    def run(path: Path) -> np.ndarray:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        names = [spec.name for spec in session.get_inputs()]
+        outputs = [session.run(None, {name: search_rows[name][row: row + 1] for name in names})[0] for row in range(rows)]
+        return np.concatenate(outputs).reshape(rows, -1)
+
+    steps = iter(range(1_000_000))
+
+    def quantize_step(extra: list[str]) -> Path:
+        folder = scratch / f"candidate_{next(steps)}"
+        folder.mkdir()
+        quantize(extra, folder / "model.onnx")
+        return folder / "model.onnx"
+
+    reference = run(float_model)
+    path, result = search(
+        target, quantize_step, run, lambda candidate: onnx_gaps(float_model, candidate, search_rows, target.gap_samples), reference
+    )
+    record = result.to_dict()
+    record["kept_nodes"] = [entry["node"] for entry in result.kept]
+    record["target"] = {name: getattr(target, name) for name in ("cosine_mean", "cosine_worst", "nn_agreement")}
+    record["ranking"] = target.ranking
+    record["samples"] = rows
+    return path, record

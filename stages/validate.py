@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -19,6 +19,11 @@ class ValidateParams:
     options: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 16
     task: str = "sentence_embedding"
+    # First rows of the evaluation split to run, None for all: the QNN HTP simulator takes seconds per row.
+    samples: Optional[int] = None
+    # Provider the artifact was prepared for when ``options`` run it on another one (fallback=degrade). The
+    # result is then an estimate of that provider's accuracy, not a measurement of it.
+    estimate_for: str = ""
 
 
 def run_in_batches(session, evaluation: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
@@ -53,6 +58,11 @@ class ValidateStage(Stage):
         session = backend.load(inputs["artifact"], params.options)
         evaluation = load_split(inputs["dataset"], "evaluation")
         reference = np.load(inputs["reference"] / "reference.npy")
+        if params.samples is not None:
+            if params.samples < 2:
+                raise ValueError(f"invalid samples {params.samples}: nearest-neighbour agreement needs at least 2")
+            evaluation = {name: array[: params.samples] for name, array in evaluation.items()}
+            reference = reference[: params.samples]
 
         batch_size = min(params.batch_size, backend.max_batch_size or params.batch_size)
         candidate = run_in_batches(session, evaluation, batch_size)
@@ -68,5 +78,20 @@ class ValidateStage(Stage):
         self.log.info(
             "%s: cosine mean %.5f, worst %.5f, NN@1 %.3f", params.runtime, metrics["cosine_mean"], metrics["cosine_worst"], metrics["nn_agreement"]
         )
-        return {"method": "measured", "how": f"{params.runtime} on this host, artifact reloaded from disk",
-                "placement": session.placement(), **metrics}
+        how = f"{params.runtime} on this host, artifact reloaded from disk"
+        if params.samples is not None:
+            how += f", first {len(reference)} evaluation samples"
+        if params.estimate_for:
+            from sarvam_pipeline.backends.onnxruntime import provider_name
+
+            return {
+                "method": "estimated",
+                "how": (
+                    f"{provider_name(params.options)} on this host, running the graph prepared for {params.estimate_for}, "
+                    f"which is not available here; {params.estimate_for}'s own kernels (precision, fusions) can change the result"
+                ),
+                "estimate_for": params.estimate_for,
+                "placement": session.placement(),
+                **metrics,
+            }
+        return {"method": "measured", "how": how, "placement": session.placement(), **metrics}

@@ -11,7 +11,20 @@ def kinds(plan) -> list[str]:
 
 def test_single_target_stages(tiny_target):
     plan = compile_plan([tiny_target("runtime=onnxruntime", "quant=int8_static")])
-    assert kinds(plan) == ["benchmark", "dataset", "export_onnx", "ort_quantize", "reference", "validate"]
+    assert kinds(plan) == ["benchmark", "dataset", "export_onnx", "numeric_gap", "ort_quantize", "reference", "validate"]
+
+
+def test_gap_node_only_for_quantized_runnable_targets(tiny_target):
+    assert "numeric_gap" in kinds(compile_plan([tiny_target("runtime=openvino", "quant=int8_static")]))
+    assert "numeric_gap" not in kinds(compile_plan([tiny_target("runtime=onnxruntime", "quant=fp32")]))
+    assert "numeric_gap" not in kinds(compile_plan([tiny_target("runtime=onnxruntime", "quant=int8_dynamic", "validation.gap_samples=0")]))
+
+
+def test_accuracy_target_adds_dataset_input(tiny_target):
+    plan = compile_plan([tiny_target("runtime=onnxruntime", "quant=int8_dynamic", "quant.accuracy_target.cosine_mean=0.99")])
+    quantize = next(plan.node(key) for key in plan.graph.nodes if plan.node(key).kind == "ort_quantize")
+    assert [name for name, _ in quantize.inputs] == ["model", "dataset"]
+    assert quantize.params["accuracy_target"]["cosine_mean"] == 0.99
 
 
 def test_targets_share_upstream_nodes(tiny_target):
@@ -46,7 +59,7 @@ def test_recipe_change_keeps_shared_keys(tiny_target):
     before, after = by_kind(base), by_kind(changed)
     for kind in ("dataset", "export_onnx", "reference"):
         assert before[kind] == after[kind]
-    for kind in ("ort_quantize", "validate", "benchmark"):
+    for kind in ("ort_quantize", "validate", "benchmark", "numeric_gap"):
         assert before[kind] != after[kind]
 
 
@@ -68,7 +81,7 @@ def test_data_seed_changes_downstream(tiny_target):
     base = compile_plan([tiny_target("runtime=onnxruntime")])
     changed = compile_plan([tiny_target("runtime=onnxruntime", "data.seed=3")])
     kinds_changed = {changed.node(k).kind for k in set(changed.graph.nodes) - set(base.graph.nodes)}
-    assert kinds_changed == {"dataset", "reference", "validate", "benchmark"}
+    assert kinds_changed == {"dataset", "reference", "validate", "benchmark", "numeric_gap"}
 
 
 def test_weights_change_changes_export_key(tiny_target, tiny_model_dir, tmp_path):

@@ -183,6 +183,7 @@ def test_recipe_change_reruns_downstream_only(workspace):
         "ort_quantize-tiny_bert-int8_static",
         "validate-tiny_bert-onnxruntime-int8_static",
         "benchmark-tiny_bert-onnxruntime-int8_static",
+        "numeric_gap-tiny_bert-onnxruntime-int8_static",
     }
     # The report reruns when a metrics file it reads changed, which new latencies almost always do.
     assert ran - {"report"} == downstream

@@ -6,6 +6,7 @@ import json
 import platform
 import subprocess
 import sys
+from importlib import metadata
 
 import onnxruntime
 import pytest
@@ -92,6 +93,23 @@ def test_absent_components_have_reason(probe):
         assert probe["onnxruntime"]["qnn_plugin"]["reason"]
 
 
+def test_probe_reports_litert(probe, monkeypatch):
+    from sarvam_pipeline.litert_env import PYTHON_VARIABLE, interpreter_path
+    from sarvam_pipeline.probe import probe_litert, probe_litert_converter
+
+    litert = probe["litert"]
+    # ai-edge-litert is a dependency of the project's environment; litert-torch lives in its own one.
+    assert litert["installed"] is True
+    assert litert["version"] == metadata.version("ai-edge-litert")
+    assert litert["converter_python"] == str(interpreter_path())
+    assert litert["converter_installed"] is (litert["converter_reason"] is None)
+
+    monkeypatch.setenv(PYTHON_VARIABLE, "/nonexistent/python")
+    missing = probe_litert_converter(probe_litert())
+    assert missing["converter_installed"] is False
+    assert "make setup-litert" in missing["converter_reason"]
+
+
 def test_coreml_prediction_needs_macos(probe):
     if probe["os"]["name"] == "macos":
         pytest.skip("this host runs macOS, where prediction may work")
@@ -120,3 +138,13 @@ def test_summary_names_components(probe):
         assert name in summary
     if not probe["nvidia"]["available"]:
         assert probe["nvidia"]["reason"] in summary
+
+
+def test_probe_reports_qnn_plugin(probe):
+    plugin = probe["onnxruntime"]["qnn_plugin"]
+    if not plugin["installed"]:
+        pytest.skip(f"onnxruntime-qnn is not installed: {plugin['reason']}")
+    assert plugin["registered"] is True
+    assert plugin["qnn_sdk_version"]
+    assert [device["ep_name"] for device in plugin["devices"]] == ["QNNExecutionProvider"]
+    assert "QNNExecutionProvider" in probe["onnxruntime"]["providers"]

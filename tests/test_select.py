@@ -150,8 +150,8 @@ def test_manifest_entry_fields(manifests):
     artifact = manifests["snapdragon_x_elite"]["artifacts"][0]
 
     assert manifests["snapdragon_x_elite"]["schema_version"] == MANIFEST_SCHEMA_VERSION
-    assert artifact["target_id"] == "minilm_l6/snapdragon_x_elite/onnxruntime/int8_static"
-    assert artifact["options"] == {"provider": "qnn", "provider_options": {"backend_path": "QnnHtp.dll"}}
+    assert artifact["target_id"] == "minilm_l6/snapdragon_x_elite/onnxruntime/w8a16"
+    assert artifact["options"] == {"provider": "qnn", "provider_options": {"backend_type": "htp"}}
     assert artifact["preference"] == 0
     rules = {check["rule"] for check in artifact["requirements"]}
     assert {"runtime:onnxruntime:qnn", "ort_qnn_windows_arm64", "target:onnxruntime:qnn"} <= rules

@@ -16,6 +16,8 @@ BACKENDS = {
     "coreml": "sarvam_pipeline.backends.coreml:CoreMLBackend",
     "torch_aoti": "sarvam_pipeline.backends.torch_aoti:TorchAotiBackend",
     "tensorrt": "sarvam_pipeline.backends.tensorrt:TensorRtBackend",
+    "litert": "sarvam_pipeline.backends.litert:LiteRtBackend",
+    "qnn": "sarvam_pipeline.backends.qnn:QnnBackend",
 }
 
 

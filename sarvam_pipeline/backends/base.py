@@ -47,9 +47,17 @@ class Backend(ABC):
         """Return why this host cannot run the runtime with these options, or None when it can."""
         return None
 
+    def simulator_note(self, options: dict[str, Any]) -> str | None:
+        """Return why latency measured here is a simulator's rather than a device's, or None when it is real."""
+        return None
+
     @abstractmethod
     def artifact_file(self, folder: Path) -> Path:
         """Return the file (or package folder) in an artifact folder that an application loads."""
+
+    def artifact_size(self, folder: Path) -> int:
+        """Return the bytes an application deploys from an artifact folder: the artifact file and its weights."""
+        return artifact_bytes(self.artifact_file(folder))
 
     @abstractmethod
     def load(self, folder: Path, options: dict[str, Any], threads: int | None = None) -> Session:

@@ -38,7 +38,9 @@ def stage_names(plan: Plan) -> dict[str, str]:
     """Return the DVC stage name of every node of the plan, by node key."""
     per_target: dict[str, str] = {}
     for target, nodes in plan.targets:
-        for node in (nodes.validation, nodes.benchmark):
+        for node in (nodes.validation, nodes.benchmark, nodes.gap):
+            if node is None:
+                continue
             detail = f"{target.model['name']}-{target.runtime['name']}-{target.quant['name']}"
             per_target.setdefault(node.key, sanitize(f"{node.kind}-{detail}"))
 

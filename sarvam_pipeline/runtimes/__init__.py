@@ -13,6 +13,8 @@ PLANNERS = {
     "coreml": "sarvam_pipeline.runtimes.coreml:CoreMLPlanner",
     "torch_aoti": "sarvam_pipeline.runtimes.torch_aoti:TorchAotiPlanner",
     "tensorrt": "sarvam_pipeline.runtimes.tensorrt:TensorRtPlanner",
+    "litert": "sarvam_pipeline.runtimes.litert:LiteRtPlanner",
+    "qnn": "sarvam_pipeline.runtimes.qnn:QnnPlanner",
 }
 
 

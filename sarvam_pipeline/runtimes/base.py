@@ -19,6 +19,11 @@ class TargetNodes:
     artifact: "Node"
     validation: "Node"
     benchmark: "Node"
+    # Layer-wise numeric gap against the float model, for quantized artifacts the host can run layer by layer.
+    gap: "Node | None" = None
+
+    def all(self) -> tuple["Node", ...]:
+        return tuple(node for node in (self.artifact, self.validation, self.benchmark, self.gap) if node is not None)
 
 
 class RuntimePlanner(ABC):
@@ -38,6 +43,14 @@ class RuntimePlanner(ABC):
         """Return why this host cannot build the artifact with these runtime options, or None when it can."""
         return None
 
+    def environment_problem(self) -> str | None:
+        """Return what to set up before this runtime can build on this host, such as an environment of its own, or None.
+
+        The main job stops with it (exit code 2) before any stage runs. A DVC compile goes on and marks the
+        runtime's nodes unavailable, since a pipeline may be built on another host than the one compiling it.
+        """
+        return None
+
     @abstractmethod
     def plan_artifact(self, target: "Target", shared: "SharedNodes") -> "Node":
         """Return the node that writes the deployable artifact (upstream nodes come with it)."""
@@ -52,9 +65,23 @@ class RuntimePlanner(ABC):
             return dict(target.execution_options)
         return self.backend_options(target)
 
+    def plan_gap(self, target: "Target", artifact: "Node", shared: "SharedNodes") -> "Node | None":
+        """Return the layer-wise numeric gap node, or None where the host cannot run both graphs or nothing was quantized."""
+        return None
+
     def plan_validation(self, target: "Target", artifact: "Node", shared: "SharedNodes") -> "Node":
         """Return the accuracy node; runtimes that cannot run here override this with an estimate."""
         return shared.validation(target, artifact, self.name, self.run_options(target))
+
+    def plan_benchmark(self, target: "Target", artifact: "Node", shared: "SharedNodes") -> "Node":
+        """Return the latency node; runtimes override this to change iterations or the options it runs with."""
+        return shared.benchmark(target, artifact, self.name, self.run_options(target))
+
+
+def accuracy_target_enabled(quant: dict[str, Any]) -> bool:
+    """Return whether the recipe sets any bound of its accuracy_target, which turns the keep-float search on."""
+    target = quant.get("accuracy_target") or {}
+    return any(target.get(name) is not None for name in ("cosine_mean", "cosine_worst", "nn_agreement"))
 
 
 def recipe_params(quant: dict[str, Any], runtime: str, fields: tuple[str, ...]) -> dict[str, Any]:

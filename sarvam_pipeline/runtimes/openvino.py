@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sarvam_pipeline.node import Node
-from sarvam_pipeline.runtimes.base import RuntimePlanner, recipe_params
+from sarvam_pipeline.runtimes.base import RuntimePlanner, accuracy_target_enabled, recipe_params
 from stages.openvino_compress import recipe_problem
 
 RECIPE_FIELDS = (
@@ -18,6 +18,7 @@ RECIPE_FIELDS = (
     "symmetric_activations",
     "exclude_nodes",
     "exclude_op_types",
+    "accuracy_target",
 )
 
 
@@ -47,5 +48,13 @@ class OpenVinoPlanner(RuntimePlanner):
         inputs: list[tuple[str, Node]] = [("model", convert)]
         if quant["method"] == "static":
             params["calibration"] = quant["calibration"]
+        if quant["method"] == "static" or accuracy_target_enabled(quant):
             inputs.append(("dataset", shared.dataset(target)))
         return Node("openvino_compress", params, tuple(inputs), label=f"openvino_compress[{model_name}/{quant['name']}]")
+
+    def plan_gap(self, target, artifact, shared) -> Node | None:
+        # The float32 IR is the compress node's "model" input.
+        if target.quant["method"] in ("none", "fp16"):
+            return None
+        convert = dict(artifact.inputs)["model"]
+        return shared.numeric_gap(target, convert, artifact, self.name)
