@@ -45,8 +45,11 @@ POST_INSTALL_REMOVE = {"openvino": ("torchvision",)}
 # The model as conf/model/minilm_l6.yaml names it; the anchors read the same folder, never a hub.
 MODEL_CONFIG = ROOT / "conf" / "model" / "minilm_l6.yaml"
 # Stage kinds that are not part of building the artifact itself.
-NOT_BUILD_KINDS = {"dataset", "reference", "validate", "benchmark", "coreml_estimate"}
-DEFAULT_OURS = {"onnxruntime": "int8_dynamic,int8_static_accurate", "openvino": "int8_static,int8_weight_only"}
+NOT_BUILD_KINDS = {"dataset", "reference", "validate", "benchmark", "coreml_estimate", "numeric_gap"}
+DEFAULT_OURS = {
+    "onnxruntime": "int8_dynamic,int8_dynamic_accurate,int8_static_accurate",
+    "openvino": "int8_static,int8_static_mixed,int8_weight_only",
+}
 
 
 @dataclasses.dataclass(frozen=True)
