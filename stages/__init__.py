@@ -29,6 +29,7 @@ REGISTRY: dict[str, StageSpec] = {
     "ort_quantize": StageSpec(
         "stages.ort_quantize:OrtQuantizeStage", ("stages/onnx_inputs.py", "stages/keep_float.py", "stages/gap_analysis.py", "stages/metrics.py")
     ),
+    "ort_calibrate": StageSpec("stages.ort_calibrate:OrtCalibrateStage", ("stages/ort_quantize.py",)),
     "openvino_convert": StageSpec("stages.openvino_convert:OpenVinoConvertStage", ("stages/onnx_inputs.py",)),
     "openvino_compress": StageSpec(
         "stages.openvino_compress:OpenVinoCompressStage", ("stages/keep_float.py", "stages/gap_analysis.py", "stages/metrics.py")

@@ -337,25 +337,48 @@ def prepare_static(source: Path, prepared: Path, external: bool) -> None:
     )
 
 
+def calibration_method(name: str):
+    """Return ONNX Runtime's CalibrationMethod for a recipe's calibration method name."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    # NOTE: ONNX Runtime 1.32 runs the entropy calibrator with 128 histogram bins and 128 quantized bins,
+    # which leaves one candidate threshold: the full range, as minmax gives.
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+    return methods[name]
+
+
 def quantize_static(
-    params: OrtQuantizeParams, prepared: Path, target: Path, dataset: Path, patterns: list[str], external: bool
+    params: OrtQuantizeParams,
+    prepared: Path,
+    target: Path,
+    dataset: Path | None,
+    patterns: list[str],
+    external: bool,
+    calibration_cache: Path | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Calibrate and quantize a prepared model to QDQ. Returns the quantized op types and the excluded node names."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    """Calibrate and quantize a prepared model to QDQ. Returns the quantized op types and the excluded node names.
+
+    With ``calibration_cache`` (an ``ort_calibrate`` output made from the same prepared model), the ranges
+    come from that file and no calibration runs.
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
     from stages.dataset import load_split
 
     calibration = calibration_settings(params)
-    arrays = load_split(dataset, "calibration")
-    available = len(next(iter(arrays.values())))
-    samples = int(calibration["samples"])
-    if samples > available:
-        raise ValueError(
-            f"calibration.samples is {samples} but the calibration split has {available} rows; "
-            "lower calibration.samples or raise data.calibration_samples"
-        )
-    reader = CalibrationReader({name: array[:samples] for name, array in arrays.items()}, CALIBRATION_BATCH_SIZE)
+    reader = None
+    if calibration_cache is None:
+        arrays = load_split(dataset, "calibration")
+        available = len(next(iter(arrays.values())))
+        samples = int(calibration["samples"])
+        if samples > available:
+            raise ValueError(
+                f"calibration.samples is {samples} but the calibration split has {available} rows; "
+                "lower calibration.samples or raise data.calibration_samples"
+            )
+        reader = CalibrationReader({name: array[:samples] for name, array in arrays.items()}, CALIBRATION_BATCH_SIZE)
 
     bits = activation_bits(params)
     if params.activation_type is not None:
@@ -366,9 +389,6 @@ def quantize_static(
         activation_type = QuantType.QInt16 if bits == 16 else QuantType.QInt8
     else:
         activation_type = QuantType.QUInt16 if bits == 16 else QuantType.QUInt8
-    # NOTE: quantize_static in ONNX Runtime 1.32 runs the entropy calibrator with 128 histogram bins and
-    # 128 quantized bins, which leaves one candidate threshold: the full range, as minmax gives.
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
 
     extra_options = quantizer_extra_options(params)
     if "TensorQuantOverrides" in extra_options:
@@ -381,6 +401,12 @@ def quantize_static(
     # Patterns are matched after pre-processing, because the optimizer may remove or fold nodes.
     excluded_nodes = resolve_excluded_nodes(prepared, patterns)
     op_types = op_types_to_quantize(prepared, set(QLinearOpsRegistry) | set(QDQRegistry), params.exclude_op_types)
+    cache_arguments = {}
+    if calibration_cache is not None:
+        # quantize_static writes the cache when the file is missing, so it gets a copy, never the stored node file.
+        cache_copy = target.parent / f".{target.name}.calibration.json"
+        shutil.copyfile(calibration_cache, cache_copy)
+        cache_arguments["calibration_cache_path"] = str(cache_copy)
     quantize_static(
         str(prepared),
         str(target),
@@ -392,9 +418,12 @@ def quantize_static(
         weight_type=QuantType.QInt8,
         nodes_to_exclude=excluded_nodes,
         use_external_data_format=external,
-        calibrate_method=methods[calibration["method"]],
+        calibrate_method=calibration_method(calibration["method"]),
         extra_options=extra_options,
+        **cache_arguments,
     )
+    if calibration_cache is not None:
+        Path(cache_arguments["calibration_cache_path"]).unlink(missing_ok=True)
     return op_types, excluded_nodes
 
 
@@ -478,8 +507,9 @@ def file_bytes(path: Path) -> int:
 class OrtQuantizeStage(Stage):
     kind = "ort_quantize"
     Params = OrtQuantizeParams
-    # "dataset" is an input of static quantization only.
-    inputs = ("model", "dataset")
+    # "dataset" is an input of static recipes and accuracy targets, "calibration" (an ort_calibrate output) of
+    # static recipes whose ranges are shared.
+    inputs = ("model", "dataset", "calibration")
     tools = ("onnx", "onnxruntime")
 
     def run(self, params: OrtQuantizeParams, inputs: StageInputs, out: Path) -> dict[str, Any]:
@@ -487,8 +517,8 @@ class OrtQuantizeStage(Stage):
         source = inputs["model"] / "model.onnx"
         target = out / "model.onnx"
         dataset = inputs.folders.get("dataset")
-        if params.method == "static" and dataset is None:
-            raise ValueError("static quantization needs the 'dataset' input with calibration.npz")
+        if params.method == "static" and dataset is None and "calibration" not in inputs.folders:
+            raise ValueError("static quantization needs the 'dataset' input with calibration.npz or a 'calibration' input")
         if params.accuracy_target.enabled() and dataset is None:
             raise ValueError("accuracy_target needs the 'dataset' input with calibration.npz")
         external = uses_external_data(source)
@@ -507,7 +537,9 @@ class OrtQuantizeStage(Stage):
             quantize_fp16(params, source, target, excluded_nodes, external)
         elif params.method in ("dynamic", "static"):
             with tempfile.TemporaryDirectory(prefix="ort_quantize.") as scratch:
-                op_types, excluded_nodes, search = self.quantize_integer(params, source, target, dataset, excluded_nodes, external, Path(scratch))
+                op_types, excluded_nodes, search = self.quantize_integer(
+                    params, source, target, dataset, excluded_nodes, external, Path(scratch), inputs.folders.get("calibration")
+                )
             result["op_types_to_quantize"] = op_types
             if search is not None:
                 result["keep_float"] = search
@@ -544,20 +576,26 @@ class OrtQuantizeStage(Stage):
         excluded_nodes: list[str],
         external: bool,
         scratch: Path,
+        calibration: Path | None = None,
     ) -> tuple[list[str], list[str], dict[str, Any] | None]:
         """Quantize with quantize_dynamic or quantize_static, searching for float nodes when a target is set.
 
         Returns the quantized op types, the excluded node names and the search record (None without a target).
         """
         float_model = source
-        if params.method == "static":
+        cache = None
+        if params.method == "static" and calibration is not None:
+            # The calibration node pre-processed the model; its node names are the ones the ranges refer to.
+            float_model = calibration / "prepared.onnx"
+            cache = calibration / "tensors_range.json"
+        elif params.method == "static":
             float_model = scratch / "prepared.onnx"
             prepare_static(source, float_model, external)
 
         def quantize(extra: list[str], destination: Path) -> tuple[list[str], list[str]]:
             if params.method == "dynamic":
                 return quantize_dynamic(params, float_model, destination, excluded_nodes + extra, external), excluded_nodes + extra
-            return quantize_static(params, float_model, destination, dataset, params.exclude_nodes + extra, external)
+            return quantize_static(params, float_model, destination, dataset, params.exclude_nodes + extra, external, cache)
 
         if not params.accuracy_target.enabled():
             op_types, excluded = quantize([], target)

@@ -11,7 +11,28 @@ def kinds(plan) -> list[str]:
 
 def test_single_target_stages(tiny_target):
     plan = compile_plan([tiny_target("runtime=onnxruntime", "quant=int8_static")])
-    assert kinds(plan) == ["benchmark", "dataset", "export_onnx", "numeric_gap", "ort_quantize", "reference", "validate"]
+    assert kinds(plan) == [
+        "benchmark", "dataset", "export_onnx", "numeric_gap", "ort_calibrate", "ort_quantize", "reference", "validate",
+    ]
+
+
+def test_static_recipes_share_calibration_node(tiny_target):
+    per_channel = tiny_target("runtime=onnxruntime", "quant=int8_static")
+    per_tensor = tiny_target("runtime=onnxruntime", "quant=int8_static", "quant.per_channel=false", "quant.name=int8_static_pt")
+    other_samples = tiny_target("runtime=onnxruntime", "quant=int8_static", "quant.calibration.samples=16", "quant.name=int8_static_16")
+
+    plan = compile_plan([per_channel, per_tensor, other_samples])
+
+    assert kinds(plan).count("ort_quantize") == 3
+    assert kinds(plan).count("ort_calibrate") == 2
+
+
+def test_smooth_quant_recipe_calibrates_inline(tiny_target):
+    plan = compile_plan([tiny_target("runtime=onnxruntime", "quant=int8_static", "+quant.options.onnxruntime.SmoothQuant=true")])
+    quantize = next(plan.node(key) for key in plan.graph.nodes if plan.node(key).kind == "ort_quantize")
+
+    assert "ort_calibrate" not in kinds(plan)
+    assert [name for name, _ in quantize.inputs] == ["model", "dataset"]
 
 
 def test_gap_node_only_for_quantized_runnable_targets(tiny_target):

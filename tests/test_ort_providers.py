@@ -32,6 +32,10 @@ def build(node, tiny_shared, out: Path) -> dict[str, Any]:
     inputs = {"model": tiny_shared.onnx}
     if "dataset" in node.upstream:
         inputs["dataset"] = tiny_shared.dataset
+    if "calibration" in node.upstream:
+        calibration = node.upstream["calibration"]
+        inputs["calibration"] = out.parent / f"{out.name}_calibration"
+        run_stage(calibration.kind, calibration.params, {"model": tiny_shared.onnx, "dataset": tiny_shared.dataset}, inputs["calibration"])
     return run_stage(node.kind, node.params, inputs, out)
 
 

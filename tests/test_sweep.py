@@ -111,6 +111,25 @@ def test_shared_nodes_ran_once_across_logs(sweep):
         assert logs.count(f"running {kind}[") == 1, kind
 
 
+def test_static_recipes_share_one_calibration(tiny_model_dir, tmp_path):
+    store = tmp_path / "artifacts"
+    arguments = [
+        "quant=int8_static,int8_static_accurate",
+        "runtime=onnxruntime",
+        "budgets.enforce=false",
+        *tiny_overrides(tiny_model_dir, store),
+        # Both recipes calibrate on 64 rows, more than the tiny overrides' 32.
+        "data.calibration_samples=64",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
+
+    completed = run_sweep(arguments)
+
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert len(list((store / "ort_calibrate").glob("*/manifest.json"))) == 1
+    assert len(list((store / "ort_quantize").glob("*/manifest.json"))) == 2
+
+
 def test_sweep_report_lists_every_job(sweep):
     markdown = (sweep["dir"] / "sweep_report.md").read_text(encoding="utf-8")
     table = markdown.split("## Jobs", 1)[1].split("##", 1)[0]

@@ -150,11 +150,37 @@ class OnnxRuntimePlanner(RuntimePlanner):
             params["provider_options"] = options["provider_options"]
             label = f"ort_quantize[{target.model['name']}/{quant['name']}/{provider}]"
         inputs: list[tuple[str, Node]] = [("model", shared.export(target, "onnx"))]
+        calibration = None
         if params["method"] == "static":
             params["calibration"] = quant["calibration"]
-        if params["method"] == "static" or accuracy_target_enabled(quant):
+            calibration = self.calibration_node(target, shared, params["options"])
+            if calibration is not None:
+                inputs.append(("calibration", calibration))
+        calibrates_inline = params["method"] == "static" and calibration is None
+        if calibrates_inline or accuracy_target_enabled(quant):
             inputs.append(("dataset", shared.dataset(target)))
         return Node("ort_quantize", params, tuple(inputs), label=label)
+
+    def calibration_node(self, target, shared, options: dict[str, Any]) -> Node | None:
+        """Return the ort_calibrate node that static recipes with the same calibration settings share.
+
+        SmoothQuant rewrites the model before calibrating, which a shared range cache cannot follow, so those
+        recipes calibrate inside their quantize node.
+        """
+        from stages.ort_calibrate import calibration_options
+
+        if options.get("SmoothQuant"):
+            return None
+        calibration = target.quant["calibration"]
+        params = {
+            "method": calibration["method"],
+            "samples": calibration["samples"],
+            "percentile": calibration["percentile"],
+            "options": calibration_options(options),
+        }
+        inputs = (("model", shared.export(target, "onnx")), ("dataset", shared.dataset(target)))
+        label = f"ort_calibrate[{target.model['name']}/{calibration['method']}-{calibration['samples']}]"
+        return Node("ort_calibrate", params, inputs, label=label)
 
     def plan_gap(self, target, artifact, shared) -> Node | None:
         if target.quant["method"] == "none" or self._runs_elsewhere(target) or requested_provider(self.run_options(target)) != "cpu":
