@@ -586,7 +586,12 @@ class OrtQuantizeStage(Stage):
         cache = None
         if params.method == "static" and calibration is not None:
             # The calibration node pre-processed the model; its node names are the ones the ranges refer to.
-            float_model = calibration / "prepared.onnx"
+            # quantize_static writes a shape-inferred copy beside its input and deletes it, so it gets a private
+            # copy: concurrent jobs on the stored file would race on that copy.
+            float_model = scratch / "prepared.onnx"
+            for name in ("prepared.onnx", "prepared.onnx.data"):
+                if (calibration / name).is_file():
+                    shutil.copyfile(calibration / name, scratch / name)
             cache = calibration / "tensors_range.json"
         elif params.method == "static":
             float_model = scratch / "prepared.onnx"
