@@ -220,7 +220,7 @@ OPENVINO_PER_TENSOR = {
 
 
 def sabotaged_node(root: Path) -> str:
-    """Return the ONNX (and OpenVINO) name of the MatMul whose weight holds the outlier."""
+    """Return the ONNX (and OpenVINO) name of the MatMul whose weight contains the outlier."""
     import onnx
     from onnx import numpy_helper
 

@@ -281,7 +281,7 @@ def test_manifest_records_provider_options(pipeline_run):
 
 
 def test_missing_extra_is_config_error(tmp_path):
-    # A package of the same name that fails to import stands in for an environment without onnxruntime-qnn.
+    # A package of the same name that fails to import simulates an environment without onnxruntime-qnn.
     blocker = tmp_path / "onnxruntime_qnn"
     blocker.mkdir()
     (blocker / "__init__.py").write_text("raise ImportError('onnxruntime_qnn is blocked for this test')\n", encoding="utf-8")

@@ -210,7 +210,7 @@ class OnnxRuntimePlanner(RuntimePlanner):
         from sarvam_pipeline.runtimes.qnn import simulator_target
 
         if self._runs_elsewhere(target):
-            # Latency of the graph on a fallback provider says nothing about the requested one: the benchmark
+            # Latency of the graph on a fallback provider tells nothing about the requested one, so the benchmark
             # gets the requested options and reports that it needs the device.
             return shared.benchmark(target, artifact, self.name, self.backend_options(target))
         run_options = self.run_options(target)
