@@ -52,6 +52,16 @@ def validate_quant(quant: dict[str, Any]) -> None:
     if calibration["samples"] < 1:
         raise ConfigError(f"invalid quant.calibration.samples {calibration['samples']}: expected at least 1")
 
+    target = quant.get("accuracy_target") or {}
+    if any(target.get(metric) is not None for metric in ("cosine_mean", "cosine_worst", "nn_agreement")):
+        # Checked here, with the stage's own rules, so a bad bound stops before any stage runs.
+        from stages.keep_float import AccuracyTargetParams, check_target
+
+        try:
+            check_target(AccuracyTargetParams(**target))
+        except ValueError as error:
+            raise ConfigError(f"invalid recipe '{name}': quant.{error}") from None
+
 
 def validate_data(data: dict[str, Any]) -> None:
     """Check the data source and languages against what the installed corpus package contains."""

@@ -67,7 +67,7 @@ def check_target(target: AccuracyTargetParams) -> None:
     if target.samples < 2:
         raise ValueError(f"accuracy_target.samples must be at least 2 for NN@1, got {target.samples}")
     if target.ranking not in RANKINGS:
-        raise ValueError(f"invalid accuracy_target.ranking '{target.ranking}'; valid choices: {', '.join(RANKINGS)}")
+        raise ValueError(f"accuracy_target.ranking is '{target.ranking}'; valid choices: {', '.join(RANKINGS)}")
     if target.gap_samples < 1:
         raise ValueError(f"accuracy_target.gap_samples must be at least 1, got {target.gap_samples}")
 
@@ -188,3 +188,58 @@ def sensitivity_order(
         scored.append(((metrics["cosine_mean"], metrics["nn_agreement"], metrics["cosine_worst"]), gap))
     scored.sort(key=lambda item: (tuple(-value for value in item[0]), item[1].node))
     return [gap for _, gap in scored]
+
+
+# A loaded model: takes one batch as a dict of input arrays and returns the first output.
+Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+def search_on_calibration(
+    target: AccuracyTargetParams,
+    float_model: Path,
+    dataset: Path,
+    scratch: Path,
+    *,
+    write: Callable[[list[str], Path], Path],
+    load: Callable[[Path], Runner],
+    gaps: Callable[[Path, Path, dict[str, np.ndarray], int], list[NodeGap]],
+    fixed: list[str] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Run ``search`` on the calibration split with one runtime's quantizer, loader and gap report.
+
+    ``write(excluded, folder)`` quantizes with the named nodes in float into ``folder`` and returns the
+    model's path. ``load(path)`` returns a Runner. ``gaps(float_model, candidate, rows, gap_samples)`` is the
+    runtime's layer-wise gap report. Rows run at batch 1, because dynamic quantization computes activation
+    ranges per batch and deployment runs one sequence at a time.
+
+    Returns the last candidate's path and the search record that goes into the manifest.
+    """
+    from stages.dataset import load_split
+
+    arrays = load_split(dataset, "calibration")
+    rows = min(target.samples, len(next(iter(arrays.values()))))
+    search_rows = {name: array[:rows] for name, array in arrays.items()}
+
+    def run(path: Path) -> np.ndarray:
+        runner = load(path)
+        outputs = [runner({name: array[row: row + 1] for name, array in search_rows.items()}) for row in range(rows)]
+        return np.concatenate(outputs).reshape(rows, -1)
+
+    steps = iter(range(1_000_000))
+
+    def quantize(excluded: list[str]) -> Path:
+        folder = scratch / f"candidate_{next(steps)}"
+        folder.mkdir()
+        return write(excluded, folder)
+
+    reference = run(float_model)
+    path, result = search(
+        target, quantize, run, lambda candidate: gaps(float_model, candidate, search_rows, target.gap_samples), reference, fixed
+    )
+
+    record = result.to_dict()
+    record["kept_nodes"] = [entry["node"] for entry in result.kept]
+    record["target"] = {name: getattr(target, name) for name in TARGET_METRICS}
+    record["ranking"] = target.ranking
+    record["samples"] = rows
+    return path, record

@@ -135,10 +135,12 @@ def test_unknown_budget_key_rejected(tiny_args):
         ("benchmark.iterations=0", "invalid benchmark.iterations 0"),
         ("benchmark.threads=-1", "invalid benchmark.threads -1"),
         ("data.languages=[klingon]", "invalid data.languages entry 'klingon'"),
+        ("quant=int8_dynamic_accurate quant.accuracy_target.cosine_mean=1.5", "quant.accuracy_target.cosine_mean must be in (0, 1]"),
+        ("quant=int8_dynamic_accurate quant.accuracy_target.ranking=random", "valid choices: local_gap, sensitivity"),
     ],
 )
 def test_invalid_value_is_one_line_error(override, expected, tiny_args, tmp_path):
-    completed = run_cli(*tiny_args(override))
+    completed = run_cli(*tiny_args(*override.split()))
     assert completed.returncode == 2
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1

@@ -194,7 +194,7 @@ def test_keep_float_reports_unmet_target(sabotaged, tmp_path):
     "change, message",
     [
         ({"cosine_mean": 1.5}, "accuracy_target.cosine_mean must be in (0, 1]"),
-        ({"cosine_mean": 0.99, "ranking": "random"}, "invalid accuracy_target.ranking 'random'"),
+        ({"cosine_mean": 0.99, "ranking": "random"}, "accuracy_target.ranking is 'random'"),
         ({"cosine_mean": 0.99, "max_float_nodes": 0}, "max_float_nodes must be at least 1"),
     ],
 )
