@@ -230,43 +230,23 @@ class OpenVinoCompressStage(Stage):
         import openvino as ov
 
         from stages.gap_analysis import openvino_gaps
-        from stages.keep_float import search
+        from stages.keep_float import search_on_calibration
 
-        target = params.accuracy_target
         core = ov.Core()
-        arrays = load_split(dataset_folder, "calibration")
-        rows = min(target.samples, len(next(iter(arrays.values()))))
-        search_rows = {name: array[:rows] for name, array in arrays.items()}
-        steps = iter(range(1_000_000))
 
-        def run(path: Path) -> np.ndarray:
+        def load(path: Path):
             # f32 inference, so the search measures the quantized model rather than the CPU plugin's bf16.
             compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
             names = [port.get_any_name() for port in compiled.inputs]
-            outputs = [
-                np.asarray(compiled({name: search_rows[name][row: row + 1] for name in names}, share_inputs=False)[compiled.outputs[0]])
-                for row in range(rows)
-            ]
-            return np.concatenate(outputs).reshape(rows, -1)
+            return lambda feed: np.asarray(compiled({name: feed[name] for name in names}, share_inputs=False)[compiled.outputs[0]])
 
-        def quantize(extra: list[str]) -> Path:
-            folder = scratch / f"candidate_{next(steps)}"
-            folder.mkdir()
-            candidate = replace(params, exclude_nodes=list(params.exclude_nodes) + extra)
+        def write(excluded: list[str], folder: Path) -> Path:
+            candidate = replace(params, exclude_nodes=list(params.exclude_nodes) + excluded)
             compressed, _ = self.compress(core.read_model(str(source)), candidate, dataset_folder)
             ov.save_model(compressed, str(folder / "model.xml"), compress_to_fp16=False)
             return folder / "model.xml"
 
-        reference = run(source)
-        _, result = search(
-            target, quantize, run, lambda candidate: openvino_gaps(source, candidate, search_rows, target.gap_samples), reference,
-            fixed=[],
-        )
-        record = result.to_dict()
-        record["kept_nodes"] = [entry["node"] for entry in result.kept]
-        record["target"] = {name: getattr(target, name) for name in ("cosine_mean", "cosine_worst", "nn_agreement")}
-        record["ranking"] = target.ranking
-        record["samples"] = rows
+        _, record = search_on_calibration(params.accuracy_target, source, dataset_folder, scratch, write=write, load=load, gaps=openvino_gaps)
         return record
 
     def quantize(self, model, params: OpenVinoCompressParams, dataset_folder: Path) -> tuple[Any, dict[str, Any]]:

@@ -465,17 +465,18 @@ def smoke_feeds(session, dataset: Path | None) -> dict[str, np.ndarray]:
     }
 
 
-def smoke_check(source: Path, target: Path, dataset: Path | None) -> float:
-    """Run one batch through the quantized and the float model on ONNX Runtime.
+def smoke_check(source: Path, target: Path, dataset: Path | None, feeds: dict[str, np.ndarray] | None = None) -> float:
+    """Run one batch through the quantized and the float model on ONNX Runtime's CPU provider.
 
-    Returns the lowest per-row cosine between the two outputs. Raises ValueError when the quantized model
-    returns another shape or non-finite values.
+    The batch is ``feeds`` when given, else ``smoke_feeds``. Returns the lowest per-row cosine between the two
+    outputs. Raises ValueError when the quantized model returns another shape or non-finite values.
     """
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     reference = onnxruntime.InferenceSession(str(source), providers=["CPUExecutionProvider"])
-    feeds = smoke_feeds(session, dataset)
+    if feeds is None:
+        feeds = smoke_feeds(session, dataset)
     actual = np.asarray(session.run(None, feeds)[0], dtype=np.float32)
     expected = np.asarray(reference.run(None, feeds)[0], dtype=np.float32)
     if actual.shape != expected.shape:
@@ -618,42 +619,21 @@ class OrtQuantizeStage(Stage):
 def search_float_nodes(
     target: AccuracyTargetParams, float_model: Path, dataset: Path, quantize, scratch: Path
 ) -> tuple[Path, dict[str, Any]]:
-    """Run the keep-float search with ONNX Runtime: quantize with more nodes excluded until ``target`` is met.
-
-    Accuracy is measured at batch 1 on the calibration split, because dynamic quantization computes activation
-    ranges per batch and deployment runs one sequence at a time.
-    """
-    import onnxruntime
-
-    from stages.dataset import load_split
+    """Run the keep-float search with ONNX Runtime: quantize with more nodes excluded until ``target`` is met."""
     from stages.gap_analysis import onnx_gaps
-    from stages.keep_float import search
+    from stages.keep_float import search_on_calibration
 
-    arrays = load_split(dataset, "calibration")
-    rows = min(target.samples, len(next(iter(arrays.values()))))
-    search_rows = {name: array[:rows] for name, array in arrays.items()}
-
-    def run(path: Path) -> np.ndarray:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        names = [spec.name for spec in session.get_inputs()]
-        outputs = [session.run(None, {name: search_rows[name][row: row + 1] for name in names})[0] for row in range(rows)]
-        return np.concatenate(outputs).reshape(rows, -1)
-
-    steps = iter(range(1_000_000))
-
-    def quantize_step(extra: list[str]) -> Path:
-        folder = scratch / f"candidate_{next(steps)}"
-        folder.mkdir()
-        quantize(extra, folder / "model.onnx")
+    def write(excluded: list[str], folder: Path) -> Path:
+        quantize(excluded, folder / "model.onnx")
         return folder / "model.onnx"
 
-    reference = run(float_model)
-    path, result = search(
-        target, quantize_step, run, lambda candidate: onnx_gaps(float_model, candidate, search_rows, target.gap_samples), reference
-    )
-    record = result.to_dict()
-    record["kept_nodes"] = [entry["node"] for entry in result.kept]
-    record["target"] = {name: getattr(target, name) for name in ("cosine_mean", "cosine_worst", "nn_agreement")}
-    record["ranking"] = target.ranking
-    record["samples"] = rows
-    return path, record
+    return search_on_calibration(target, float_model, dataset, scratch, write=write, load=load_cpu_session, gaps=onnx_gaps)
+
+
+def load_cpu_session(path: Path):
+    """Return a keep-float Runner for an ONNX model on the CPU provider."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [spec.name for spec in session.get_inputs()]
+    return lambda feed: session.run(None, {name: feed[name] for name in names})[0]

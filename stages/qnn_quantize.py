@@ -130,20 +130,6 @@ def calibration_rows(dataset: Path, calibration: dict[str, Any], batch: int) -> 
     return {name: array[:rows] for name, array in arrays.items()}
 
 
-def smoke_cosine(prepared: Path, quantized: Path, feeds: dict[str, np.ndarray]) -> float:
-    """Run one batch through the float and the QDQ model on the CPU EP and return their lowest row cosine."""
-    import onnxruntime
-
-    expected = onnxruntime.InferenceSession(str(prepared), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-    actual = onnxruntime.InferenceSession(str(quantized), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-    if not np.isfinite(actual).all():
-        raise ValueError(f"quantized model {quantized} returns NaN or infinite values on the smoke batch")
-    actual = actual.reshape(len(actual), -1)
-    expected = expected.reshape(len(expected), -1)
-    norms = np.linalg.norm(actual, axis=1) * np.linalg.norm(expected, axis=1)
-    return float(((actual * expected).sum(axis=1) / np.clip(norms, 1e-12, None)).min())
-
-
 class QnnQuantizeStage(Stage):
     kind = "qnn_quantize"
     Params = QnnQuantizeParams
@@ -156,7 +142,7 @@ class QnnQuantizeStage(Stage):
         from onnxruntime.quantization import CalibrationMethod, quantize
         from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config, qnn_preprocess_model
 
-        from stages.ort_quantize import CalibrationReader, count_op_types, file_bytes, parse_tensor_overrides
+        from stages.ort_quantize import CalibrationReader, count_op_types, file_bytes, parse_tensor_overrides, smoke_check
 
         activation_type, weight_type = quant_types(params)
         unknown = sorted(set(params.options) - set(OPTION_KEYS))
@@ -203,7 +189,7 @@ class QnnQuantizeStage(Stage):
             quantize(str(prepared), str(target), config)
 
             smoke_feeds = {name: np.ascontiguousarray(array[:batch]) for name, array in arrays.items()}
-            cosine = smoke_cosine(prepared, target, smoke_feeds)
+            cosine = smoke_check(prepared, target, None, feeds=smoke_feeds)
 
         counts = count_op_types(target)
         result = {
