@@ -78,14 +78,22 @@ class Node:
         return dict(self.inputs)
 
     def key_material(self) -> dict[str, Any]:
-        """Everything the key hashes, recorded in the manifest so a key can be explained later."""
-        return {
-            "kind": self.kind,
-            "params": self.params,
-            "inputs": {name: node.key for name, node in self.inputs},
-            "tools": {name: tool_version(name) for name in stage_tools(self.kind, self.params)},
-            "code": code_hash(self.kind),
-        }
+        """Everything the key hashes, recorded in the manifest so a key can be explained later.
+
+        Computed once per node, so the manifest records the material the key came from even when a stage's
+        source file changes while the node builds.
+        """
+        cached = self.__dict__.get("_key_material")
+        if cached is None:
+            cached = {
+                "kind": self.kind,
+                "params": self.params,
+                "inputs": {name: node.key for name, node in self.inputs},
+                "tools": {name: tool_version(name) for name in stage_tools(self.kind, self.params)},
+                "code": code_hash(self.kind),
+            }
+            object.__setattr__(self, "_key_material", cached)
+        return json.loads(json.dumps(cached))
 
     @property
     def key(self) -> str:

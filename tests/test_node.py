@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
-from sarvam_pipeline.node import Node
+from sarvam_pipeline import node as node_module
+from sarvam_pipeline.node import KEY_LENGTH, Node, canonical_json
 
 
 def dataset_node(**changes) -> Node:
@@ -43,6 +46,17 @@ def test_key_material_records_tools_and_code():
     material = dataset_node().key_material()
     assert "chatterbot-corpus" in material["tools"]
     assert len(material["code"]) == 64
+
+
+def test_key_material_survives_source_edit(monkeypatch):
+    node = dataset_node()
+    key = node.key
+
+    # A stage file edited while the node builds: the manifest must still record what the key hashed.
+    monkeypatch.setattr(node_module, "code_hash", lambda kind: "0" * 64)
+    material = node.key_material()
+    assert material["code"] != "0" * 64
+    assert hashlib.sha256(canonical_json(material).encode()).hexdigest()[:KEY_LENGTH] == key
 
 
 def test_unknown_kind_rejected():
