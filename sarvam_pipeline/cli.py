@@ -14,6 +14,7 @@ from rich.table import Table
 from sarvam_pipeline.compiler import Plan, compile_plan
 from sarvam_pipeline.errors import ConfigError, MissingExtraError
 from sarvam_pipeline.executor import LocalExecutor
+from sarvam_pipeline.host_lock import HostLock
 from sarvam_pipeline.paths import group_options
 from sarvam_pipeline.report import build_report, print_summary, write_report
 from sarvam_pipeline.runtimes import get_planner
@@ -180,7 +181,8 @@ def run_target(cfg: DictConfig) -> int:
     # Parallel sweep jobs share the terminal, where their live progress bars would overwrite each other, so
     # a sweep shows progress through its log lines only.
     show_progress = sys.stderr.isatty() and not is_multirun()
-    outcomes = LocalExecutor(store, show_progress=show_progress, remote=remote).run(plan)
+    host_lock = HostLock() if cfg.benchmark.exclusive_host else None
+    outcomes = LocalExecutor(store, show_progress=show_progress, remote=remote, host_lock=host_lock).run(plan)
     _, nodes = plan.targets[0]
     keys = [node.key for node in plan.order()]
     report = build_report(target, nodes, keys, outcomes, extra)

@@ -9,6 +9,7 @@ or skipped, and a node built here is pushed to it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sarvam_pipeline.compiler import Plan
 from sarvam_pipeline.errors import StageError
+from sarvam_pipeline.host_lock import HostLock
 from sarvam_pipeline.node import Node
 from sarvam_pipeline.store import ArtifactStore
 from stages import get_stage
@@ -57,10 +59,18 @@ def typed_params(node: Node) -> Any:
 class LocalExecutor:
     """Builds the nodes of a plan in this process."""
 
-    def __init__(self, store: ArtifactStore, show_progress: bool = True, remote: StoreRemote | None = None) -> None:
+    def __init__(
+        self,
+        store: ArtifactStore,
+        show_progress: bool = True,
+        remote: StoreRemote | None = None,
+        host_lock: HostLock | None = None,
+    ) -> None:
         self.store = store
         self.show_progress = show_progress
         self.remote = remote
+        # Keeps stages of other processes off the cores while a stage measures latency; None runs unguarded.
+        self.host_lock = host_lock
 
     def run(self, plan: Plan, keys: Iterable[str] | None = None) -> dict[str, Outcome]:
         nodes = plan.order(keys)
@@ -132,7 +142,7 @@ class LocalExecutor:
         log.info("running %-60s %s (%s)", node.label, node.key, position)
         started = time.perf_counter()
         try:
-            with self.store.build(node) as folder:
+            with self.store.build(node) as folder, self._hold_host(node, stage):
                 result = stage.run(params, inputs, folder)
                 seconds = time.perf_counter() - started
                 manifest = self.store.write_manifest(folder, node, result or {}, seconds)
@@ -141,3 +151,8 @@ class LocalExecutor:
             raise StageError(message) from error
         log.info("ran     %-60s %.1f s", node.label, seconds)
         return Outcome(node, "ran", seconds=seconds, path=self.store.path_for(node), manifest=manifest)
+
+    def _hold_host(self, node: Node, stage: Any) -> contextlib.AbstractContextManager:
+        if self.host_lock is None:
+            return contextlib.nullcontext()
+        return self.host_lock.hold(exclusive=stage.measures_time, label=node.label or node.name)

@@ -24,8 +24,24 @@ from sarvam_pipeline.versions import host_summary, tool_versions
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-# A benchmark ran on a busy host when the 1-minute load average exceeded this share of the CPUs.
+# A benchmark ran on a busy host when other processes used more than this share of the host's CPU time
+# during the timed runs (other_cpu_share). Results without that figure fall back to the 1-minute load
+# average, busy above BUSY_LOAD_PER_CPU per CPU.
+BUSY_OTHER_CPU_SHARE = 0.10
 BUSY_LOAD_PER_CPU = 0.75
+
+
+def competing_work(performance: dict[str, Any]) -> str | None:
+    """Return what competed for the cores during a latency measurement, or None when the host was quiet."""
+    share = performance.get("other_cpu_share")
+    if share is not None:
+        if share > BUSY_OTHER_CPU_SHARE:
+            return f"other processes used {share:.0%} of the host's CPU time"
+        return None
+    load, cpus = performance.get("load_average_1min"), performance.get("cpu_count")
+    if load is not None and cpus and load > cpus * BUSY_LOAD_PER_CPU:
+        return f"the 1-minute load average was {load:.1f} on {cpus} CPUs"
+    return None
 
 
 def _stage_rows(plan_keys: list[str], outcomes: dict[str, Outcome]) -> list[dict[str, Any]]:
@@ -220,11 +236,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| peak memory of the inference process (MB) | {_fmt(performance['peak_rss_mb'], 1)} |",
             f"| artifact size (bytes) | {performance['artifact_bytes']} |",
         ]
-        load = performance.get("load_average_1min")
-        if load is not None and performance.get("cpu_count") and load > performance["cpu_count"] * BUSY_LOAD_PER_CPU:
+        competition = competing_work(performance)
+        if competition:
             lines.append(
-                f"\nNOTE: the 1-minute load average was {load:.1f} on {performance['cpu_count']} CPUs during the "
-                "measurement, so other work competed for the cores and latency is likely overstated."
+                f"\nNOTE: {competition} during the measurement, so other work competed for the cores and latency "
+                "is likely overstated."
             )
     else:
         lines.append(f"Latency and memory not measured: {performance.get('reason', '')}")

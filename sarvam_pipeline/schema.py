@@ -201,6 +201,9 @@ class BenchmarkConfig:
     threads: int = 2
     # Seconds the benchmark subprocess may take before it is stopped.
     timeout_s: float = 600.0
+    # Measure only while no other stage of a sarvam_pipeline process on this host runs (a host-wide lock,
+    # sarvam_pipeline.host_lock). Not part of any cache key.
+    exclusive_host: bool = True
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from sarvam_pipeline.report import BUSY_LOAD_PER_CPU
+from sarvam_pipeline.report import competing_work
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class JobResult:
     # 1-minute load average and CPU count while the job's benchmark ran, when it measured latency.
     load_average: float | None = None
     cpu_count: int | None = None
+    other_cpu_share: float | None = None
 
     @property
     def group(self) -> str:
@@ -72,11 +73,15 @@ class JobResult:
         return self.exit_code != 0 if self.exit_code is not None else self.status == "failed"
 
     @property
+    def competition(self) -> str | None:
+        """Return what competed for the cores during the job's latency measurement, or None."""
+        performance = {"other_cpu_share": self.other_cpu_share, "load_average_1min": self.load_average, "cpu_count": self.cpu_count}
+        return competing_work(performance)
+
+    @property
     def host_was_busy(self) -> bool:
         """Return True when other work competed for the cores during the job's latency measurement."""
-        if self.load_average is None or not self.cpu_count:
-            return False
-        return self.load_average > self.cpu_count * BUSY_LOAD_PER_CPU
+        return self.competition is not None
 
     @property
     def meets_budgets(self) -> bool:
@@ -176,6 +181,7 @@ def read_job(folder: Path) -> JobResult:
         exit_code=status.get("exit_code"),
         load_average=performance.get("load_average_1min") if measured else None,
         cpu_count=performance.get("cpu_count") if measured else None,
+        other_cpu_share=performance.get("other_cpu_share") if measured else None,
     )
 
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sarvam_pipeline.report import BUSY_LOAD_PER_CPU
 from sarvam_pipeline.sweep_jobs import JobResult, collect_jobs, count_stage_statuses
 from sarvam_pipeline.sweep_plots import AXES, front_of, plot_group
 
@@ -126,11 +125,10 @@ def busy_host_note(jobs: list[JobResult]) -> str:
     busy = [job for job in jobs if job.host_was_busy]
     if not busy:
         return ""
-    loads = ", ".join(f"#{job.job}: {job.load_average:.1f} on {job.cpu_count} CPUs" for job in busy)
+    causes = "; ".join(f"#{job.job}: {job.competition}" for job in busy)
     return (
-        f"{BUSY_MARK}: the 1-minute load average exceeded {BUSY_LOAD_PER_CPU} per CPU during the job's benchmark "
-        f"({loads}), so other work competed for the cores and the latency is likely overstated. Parallel jobs of "
-        "the sweep count as such work; rerun the job alone to measure it."
+        f"{BUSY_MARK}: other work competed for the cores during the job's benchmark ({causes}), so the latency is "
+        "likely overstated. Rerun the job alone to measure it."
     )
 
 

@@ -37,6 +37,9 @@ class Stage(ABC):
     tools: ClassVar[tuple[str, ...]] = ()
     # pip extra that installs what the stage needs, named in the error when an import fails.
     extra: ClassVar[str | None] = None
+    # The stage times a runtime, so the executor runs it while no other stage on the host runs
+    # (sarvam_pipeline.host_lock).
+    measures_time: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.log = logging.getLogger(f"stages.{self.kind}")

@@ -36,6 +36,7 @@ class BenchmarkStage(Stage):
     Params = BenchmarkParams
     inputs = ("artifact", "dataset")
     tools = ("numpy",)
+    measures_time = True
 
     def tools_for(self, params: dict[str, Any]) -> tuple[str, ...]:
         from sarvam_pipeline.backends import get_backend

@@ -76,3 +76,44 @@ def test_manifest_records_versions_and_timing(tiny_target, tmp_path):
     assert export.manifest["key_material"]["tools"]["torch"].startswith("2.13")
     assert export.manifest["toolchain"]["onnxruntime"]
     assert export.manifest["seconds"] > 0
+
+
+def test_benchmark_waits_for_other_stages(tiny_target, tmp_path, caplog):
+    import threading
+    import time
+
+    from sarvam_pipeline.host_lock import HostLock
+
+    plan = compile_plan([tiny_target("runtime=onnxruntime", "quant=fp32")])
+    store = ArtifactStore(tmp_path / "store")
+    lock_path = tmp_path / "host.lock"
+    benchmark = next(node for node in plan.order() if node.kind == "benchmark")
+    outcomes = {}
+
+    def run() -> None:
+        outcomes.update(LocalExecutor(store, show_progress=False, host_lock=HostLock(lock_path)).run(plan))
+
+    # Another sweep job is in the middle of a stage: it holds the host lock shared.
+    caplog.set_level("INFO", logger="sarvam_pipeline.host_lock")
+    release = threading.Event()
+    other_job_holds = threading.Event()
+
+    def other_job() -> None:
+        with HostLock(lock_path).hold(exclusive=False):
+            other_job_holds.set()
+            release.wait(300)
+
+    threading.Thread(target=other_job, daemon=True).start()
+    assert other_job_holds.wait(10)
+    builder = threading.Thread(target=run, daemon=True)
+    builder.start()
+
+    deadline = time.monotonic() + 300
+    while "waits for the other stages" not in caplog.text and builder.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "waits for the other stages" in caplog.text
+    assert store.read_manifest(benchmark) is None
+
+    release.set()
+    builder.join(300)
+    assert outcomes[benchmark.key].status == "ran"

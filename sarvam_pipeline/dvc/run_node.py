@@ -20,6 +20,7 @@ from sarvam_pipeline.dvc.layout import PipelineLayout
 from sarvam_pipeline.dvc.metrics import accuracy_metrics, performance_metrics, write_json
 from sarvam_pipeline.errors import ConfigError, PipelineError
 from sarvam_pipeline.executor import LocalExecutor
+from sarvam_pipeline.host_lock import HostLock
 from sarvam_pipeline.models import get_adapter
 from sarvam_pipeline.node import Node, code_hash, stage_tools
 from sarvam_pipeline.store import MANIFEST, ArtifactStore
@@ -135,7 +136,7 @@ def run_stage(layout: PipelineLayout, name: str) -> Path:
     store = ArtifactStore(layout.store)
     check_upstream_present(plan, node, store, loader)
 
-    outcome = LocalExecutor(store, show_progress=False).run(plan, [node.key])[node.key]
+    outcome = LocalExecutor(store, show_progress=False, host_lock=HostLock()).run(plan, [node.key])[node.key]
     if outcome.status == "skipped":
         raise PipelineError(f"stage {name} cannot run on this host: {outcome.reason}")
 
