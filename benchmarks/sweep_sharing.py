@@ -47,11 +47,14 @@ def expand_grid(grid: list[str]) -> list[list[str]]:
     """Return every combination of ``key=a,b,c`` overrides as a list of single-value overrides."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    # Hydra's own parser splits the sweep, so list values such as [Softmax,LayerNormalization] stay whole.
+    # Hydra's own parser splits the sweep, so list values such as [Add,Softmax] stay whole. A single-value
+    # override keeps its text as written, since str() of the parsed value is not override syntax (null, quotes).
     axes = []
     for override in OverridesParser.create().parse_overrides(grid):
-        values = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
-        axes.append([f"{override.key_or_group}={value}" for value in values])
+        if override.is_sweep_override():
+            axes.append([f"{override.get_key_element()}={value}" for value in override.sweep_string_iterator()])
+        else:
+            axes.append([override.input_line])
     return [list(combination) for combination in itertools.product(*axes)]
 
 

@@ -24,7 +24,7 @@ from sarvam_pipeline.cli import SWEEP_FAILED_EXIT_CODE, check_group_overrides, i
 from sarvam_pipeline.errors import PipelineError  # noqa: E402
 from sarvam_pipeline.paths import conf_dir  # noqa: E402
 from sarvam_pipeline.schema import register_configs  # noqa: E402
-from sarvam_pipeline.sweep_jobs import write_job_status  # noqa: E402
+from sarvam_pipeline.sweep_jobs import exit_text, write_job_status  # noqa: E402
 from sarvam_pipeline.sweep_objective import job_objective, requested_objective  # noqa: E402
 
 log = logging.getLogger("sarvam_pipeline")
@@ -104,8 +104,26 @@ def main() -> None:
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
-    _hydra_main()
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:
+        exit_interrupted()
     exit_if_sweep_failed()
+
+
+def exit_interrupted() -> None:
+    """Exit with INTERRUPTED_EXIT_CODE after Ctrl-C reached the process that launched a sweep, in one line."""
+    interrupted = sweep_callback.write_interrupted_report()
+    if interrupted is None:
+        print("error: interrupted; completed stages stay in the artifact store", file=sys.stderr)
+    else:
+        sweep_dir, report = interrupted
+        where = f"report of the finished jobs: {report}" if report else f"jobs' logs in {sweep_dir}"
+        print(
+            f"error: sweep interrupted; rerun the same command to resume, reusing every completed stage ({where})",
+            file=sys.stderr,
+        )
+    sys.exit(INTERRUPTED_EXIT_CODE)
 
 
 def exit_if_sweep_failed() -> None:
@@ -113,7 +131,7 @@ def exit_if_sweep_failed() -> None:
     summary = sweep_callback.last_sweep
     if summary is None or not summary.failed:
         return
-    codes = ", ".join(f"#{job} exit {'-' if code is None else code}" for job, code in summary.failed)
+    codes = ", ".join(f"#{job} {exit_text(code)}" for job, code in summary.failed)
     where = f"see {summary.report}" if summary.report else f"the sweep report was not written, see the log in {summary.sweep_dir}"
     print(f"error: {len(summary.failed)} of {summary.jobs} sweep jobs failed ({codes}); {where}", file=sys.stderr)
     sys.exit(SWEEP_FAILED_EXIT_CODE)

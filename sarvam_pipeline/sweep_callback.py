@@ -34,6 +34,10 @@ class SweepSummary:
 # Set by on_multirun_end in the process that launched the sweep. Hydra discards the jobs' return values, so
 # ``python -m sarvam_pipeline`` reads this after Hydra returns to choose its exit code.
 last_sweep: SweepSummary | None = None
+# Set by on_multirun_start, so that an interrupted sweep can still report the jobs that finished and clean
+# the build folders of jobs that stopped.
+current_sweep_dir: Path | None = None
+current_store_root: Path | None = None
 
 
 def count_sweep_jobs(config: DictConfig) -> int | None:
@@ -74,8 +78,10 @@ class SweepReportCallback(Callback):
     """Logs each finished job and writes ``sweep_report.md`` and ``sweep_report.html`` at the end."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global last_sweep
+        global last_sweep, current_sweep_dir, current_store_root
         last_sweep = None
+        current_sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        current_store_root = Path(config.store.root).resolve()
         total = count_sweep_jobs(config)
         log.info("sweep started: %s jobs, folder %s", "an unknown number of" if total is None else total, config.hydra.sweep.dir)
 
@@ -117,3 +123,27 @@ class SweepReportCallback(Callback):
             )
         failed = [(job.job, job.exit_code) for job in jobs if job.failed]
         last_sweep = SweepSummary(sweep_dir, report, len(jobs), failed)
+
+
+def write_interrupted_report() -> tuple[Path, Path | None] | None:
+    """Write the sweep report of the jobs an interrupted sweep finished.
+
+    Returns the sweep folder and the report (None when writing it failed), or None when no sweep started.
+    """
+    from sarvam_pipeline.sweep_jobs import collect_jobs
+    from sarvam_pipeline.sweep_report import write_sweep_report
+
+    from sarvam_pipeline.store import ArtifactStore
+
+    if current_sweep_dir is None or not current_sweep_dir.is_dir():
+        return None
+    if current_store_root is not None:
+        # Parallel launchers stop their workers without running cleanup; folders of workers still exiting
+        # are removed by the next run.
+        ArtifactStore(current_store_root).clean_temporary()
+    try:
+        report, _ = write_sweep_report(current_sweep_dir, collect_jobs(current_sweep_dir))
+    except (OSError, ValueError, KeyError) as error:
+        log.error("sweep report of %s failed: %s: %s", current_sweep_dir, type(error).__name__, error)
+        return current_sweep_dir, None
+    return current_sweep_dir, report

@@ -89,6 +89,11 @@ class JobResult:
         return self.status == "built" and self.budgets in ("pass", "none set")
 
 
+def exit_text(exit_code: int | None) -> str:
+    """Describe a job's exit code for summaries; None means the job ended without recording one."""
+    return "no exit code recorded" if exit_code is None else f"exit {exit_code}"
+
+
 def _job_folders(multirun_dir: Path) -> list[Path]:
     folders = [path.parent.parent for path in multirun_dir.glob("*/.hydra/overrides.yaml")]
     # Hydra names job folders by job number; sort numerically where it can.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sarvam_pipeline.sweep_jobs import JobResult, collect_jobs, count_stage_statuses
+from sarvam_pipeline.sweep_jobs import JobResult, collect_jobs, count_stage_statuses, exit_text
 from sarvam_pipeline.sweep_plots import AXES, front_of, plot_group
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _failed_line(jobs: list[JobResult]) -> str:
     failed = [job for job in jobs if job.failed]
     if not failed:
         return f"{count}, none failed."
-    codes = ", ".join(f"#{job.job} exit {'-' if job.exit_code is None else job.exit_code}" for job in failed)
+    codes = ", ".join(f"#{job.job} {exit_text(job.exit_code)}" for job in failed)
     return f"{count}, {len(failed)} failed ({codes})."
 
 
@@ -128,7 +128,7 @@ def busy_host_note(jobs: list[JobResult]) -> str:
     causes = "; ".join(f"#{job.job}: {job.competition}" for job in busy)
     return (
         f"{BUSY_MARK}: other work competed for the cores during the job's benchmark ({causes}), so the latency is "
-        "likely overstated. Rerun the job alone to measure it."
+        "likely overstated. Rerun the job with rebuild=[benchmark] on a quiet host to measure it again."
     )
 
 
@@ -240,6 +240,9 @@ def main(arguments: list[str] | None = None) -> int:
     parser.add_argument("multirun_dir", type=Path, help="folder of a Hydra multirun (contains multirun.yaml and one folder per job)")
     options = parser.parse_args(arguments)
 
+    if not options.multirun_dir.is_dir():
+        print(f"error: multirun folder {options.multirun_dir} not found; pass the folder of a multirun", file=sys.stderr)
+        return 2
     if not any(options.multirun_dir.glob("*/.hydra/overrides.yaml")):
         print(f"error: no Hydra job folders (*/.hydra/overrides.yaml) under {options.multirun_dir}; pass the folder of a multirun", file=sys.stderr)
         return 2

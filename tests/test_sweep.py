@@ -230,6 +230,45 @@ def test_submitit_local_reuses_store(sweep):
     assert (sweep_dir / "sweep_report.md").is_file()
 
 
+def test_interrupted_parallel_sweep_reports_finished_jobs(tiny_model_dir, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    arguments = [
+        sys.executable,
+        "-m",
+        "sarvam_pipeline",
+        "-m",
+        "quant=fp16,int8_dynamic,fp32",
+        "runtime=onnxruntime,openvino",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *tiny_overrides(tiny_model_dir, tmp_path / "artifacts"),
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    environment = dict(os.environ, HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1")
+    process = subprocess.Popen(
+        arguments, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+    # Ctrl-C reaches the launching process and the joblib workers, as in a terminal.
+    try:
+        deadline = time.monotonic() + 600
+        while not list(sweep_dir.glob("*/report.json")) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert process.poll() is None, "the sweep ended before it could be interrupted"
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+    assert process.returncode == 130
+    interrupted = [line for line in stderr.splitlines() if line.startswith("error: sweep interrupted")]
+    assert len(interrupted) == 1
+    assert "Traceback" not in stderr
+    assert (sweep_dir / "sweep_report.md").is_file()
+    assert str(sweep_dir / "sweep_report.md") in interrupted[0]
+
+
 def test_killed_sweep_resumes_without_rebuilding(tiny_model_dir, tmp_path):
     store = tmp_path / "artifacts"
     arguments = [

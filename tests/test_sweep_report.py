@@ -164,7 +164,7 @@ def test_report_lists_every_job(multirun):
     job_numbers = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")][1:]
     assert job_numbers == ["0", "1", "2", "3", "10"]
     # Job 10 left no job_status.json, so its exit code is unknown.
-    assert "5 jobs, 2 failed (#0 exit 3, #10 exit -)." in markdown
+    assert "5 jobs, 2 failed (#0 exit 3, #10 no exit code recorded)." in markdown
     assert "Stages over all job reports: 4 built, 4 reused" in markdown
 
 
@@ -234,6 +234,11 @@ def test_html_embeds_plots(multirun):
 def test_cli_rejects_folder_without_jobs(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert "no Hydra job folders" in capsys.readouterr().err
+
+
+def test_cli_rejects_missing_folder(tmp_path, capsys):
+    assert main([str(tmp_path / "missing")]) == 2
+    assert f"multirun folder {tmp_path / 'missing'} not found" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
