@@ -20,7 +20,7 @@ from sarvam_pipeline.report import build_report, print_summary, write_report
 from sarvam_pipeline.runtimes import get_planner
 from sarvam_pipeline.store import ArtifactStore
 from sarvam_pipeline.target import Target
-from sarvam_pipeline.validation import validate_target
+from sarvam_pipeline.validation import check_rebuild_kinds, validate_target
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ def resolve_target(cfg: DictConfig) -> tuple[Target, dict]:
     """Resolve the target, apply runtime=auto and the fallback mode, and validate it before any stage runs."""
     from sarvam_pipeline.resolve import resolve_auto, resolve_execution
 
+    check_rebuild_kinds(list(cfg.rebuild))
     target = Target.from_config(cfg)
     extra: dict = {}
     probe_cache: dict = {}
@@ -182,7 +183,8 @@ def run_target(cfg: DictConfig) -> int:
     # a sweep shows progress through its log lines only.
     show_progress = sys.stderr.isatty() and not is_multirun()
     host_lock = HostLock() if cfg.benchmark.exclusive_host else None
-    outcomes = LocalExecutor(store, show_progress=show_progress, remote=remote, host_lock=host_lock).run(plan)
+    executor = LocalExecutor(store, show_progress=show_progress, remote=remote, host_lock=host_lock, rebuild=cfg.rebuild)
+    outcomes = executor.run(plan)
     _, nodes = plan.targets[0]
     keys = [node.key for node in plan.order()]
     report = build_report(target, nodes, keys, outcomes, extra)

@@ -65,12 +65,15 @@ class LocalExecutor:
         show_progress: bool = True,
         remote: StoreRemote | None = None,
         host_lock: HostLock | None = None,
+        rebuild: Iterable[str] = (),
     ) -> None:
         self.store = store
         self.show_progress = show_progress
         self.remote = remote
         # Keeps stages of other processes off the cores while a stage measures latency; None runs unguarded.
         self.host_lock = host_lock
+        # Stage kinds built again although the store has them (the new folder replaces the old one).
+        self.rebuild = frozenset(rebuild)
 
     def run(self, plan: Plan, keys: Iterable[str] | None = None) -> dict[str, Outcome]:
         nodes = plan.order(keys)
@@ -102,7 +105,8 @@ class LocalExecutor:
             log.warning("skipped %s: %s", node.label, reason)
             return Outcome(node, "skipped", reason=reason)
 
-        manifest = self.store.read_manifest(node)
+        forced = node.kind in self.rebuild
+        manifest = None if forced else self.store.read_manifest(node)
         if manifest is not None:
             log.info("cached  %-60s %s", node.label, node.key)
             return Outcome(node, "cached", path=self.store.path_for(node), manifest=manifest)
@@ -117,11 +121,11 @@ class LocalExecutor:
 
         with self.store.lock_for(node):
             # Another process may have built the node while this one waited for the lock.
-            manifest = self.store.read_manifest(node)
+            manifest = None if forced else self.store.read_manifest(node)
             if manifest is not None:
                 log.info("cached  %-60s %s (built by another process)", node.label, node.key)
                 return Outcome(node, "cached", path=self.store.path_for(node), manifest=manifest)
-            if self.remote is not None and self.remote.fetch(node, self.store):
+            if self.remote is not None and not forced and self.remote.fetch(node, self.store):
                 manifest = self.store.read_manifest(node)
                 if manifest is not None:
                     note = f"fetched from store remote {self.remote.spec}"

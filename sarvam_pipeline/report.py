@@ -240,7 +240,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         if competition:
             lines.append(
                 f"\nNOTE: {competition} during the measurement, so other work competed for the cores and latency "
-                "is likely overstated."
+                "is likely overstated. Rerun with rebuild=[benchmark] on a quiet host to measure it again."
             )
     else:
         lines.append(f"Latency and memory not measured: {performance.get('reason', '')}")
@@ -273,7 +273,8 @@ def _render_gap(report: dict[str, Any]) -> list[str]:
             "## Nodes kept in float",
             "",
             f"The recipe's accuracy target {search['target']} ({search['ranking']} ranking, {search['samples']} "
-            f"calibration rows) was {'met' if search['met'] else 'not met'}: {search['stopped_because']}.",
+            f"calibration rows) was "
+            + ("met." if search["met"] else f"not met: {search['stopped_because']}."),
         ]
         if kept:
             lines += ["", "| node | op type | layer |", "|---|---|---|"]

@@ -263,6 +263,9 @@ class PipelineConfig:
     dry_run: bool = False
     # Folder for report.json and report.md; empty means Hydra's run directory.
     report_dir: str = ""
+    # Stage kinds to build again although the store has them, for example [benchmark] to measure latency again
+    # on a quiet host. The node keeps its key, so downstream nodes stay cached.
+    rebuild: list[str] = field(default_factory=list)
 
 
 def register_configs() -> None:

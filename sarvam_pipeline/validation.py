@@ -52,15 +52,14 @@ def validate_quant(quant: dict[str, Any]) -> None:
     if calibration["samples"] < 1:
         raise ConfigError(f"invalid quant.calibration.samples {calibration['samples']}: expected at least 1")
 
-    target = quant.get("accuracy_target") or {}
-    if any(target.get(metric) is not None for metric in ("cosine_mean", "cosine_worst", "nn_agreement")):
-        # Checked here, with the stage's own rules, so a bad bound stops before any stage runs.
-        from stages.keep_float import AccuracyTargetParams, check_target
+    # The stage's own rules, applied here so that a bad setting stops before any stage runs. They apply while
+    # the search is off too, so a misspelt ranking shows up before a bound is set.
+    from stages.keep_float import AccuracyTargetParams, check_target
 
-        try:
-            check_target(AccuracyTargetParams(**target))
-        except ValueError as error:
-            raise ConfigError(f"invalid recipe '{name}': quant.{error}") from None
+    try:
+        check_target(AccuracyTargetParams(**(quant.get("accuracy_target") or {})))
+    except ValueError as error:
+        raise ConfigError(f"invalid recipe '{name}': quant.{error}") from None
 
 
 def validate_data(data: dict[str, Any]) -> None:
@@ -122,3 +121,12 @@ def validate_target(target: Target) -> None:
         raise ConfigError(f"invalid model.sequence_length {target.model['sequence_length']}: expected at least 2")
     if not target.model["graphs"]:
         raise ConfigError(f"model '{target.model['name']}' declares no graphs; add at least one under graphs:")
+
+
+def check_rebuild_kinds(kinds: list[str]) -> None:
+    """Raise ConfigError for an entry of ``rebuild`` that names no stage kind."""
+    from stages import REGISTRY
+
+    for kind in kinds:
+        if kind not in REGISTRY:
+            raise ConfigError.invalid_choice("rebuild entry", kind, sorted(REGISTRY))

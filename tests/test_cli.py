@@ -137,6 +137,8 @@ def test_unknown_budget_key_rejected(tiny_args):
         ("data.languages=[klingon]", "invalid data.languages entry 'klingon'"),
         ("quant=int8_dynamic_accurate quant.accuracy_target.cosine_mean=1.5", "quant.accuracy_target.cosine_mean must be in (0, 1]"),
         ("quant=int8_dynamic_accurate quant.accuracy_target.ranking=random", "valid choices: local_gap, sensitivity"),
+        ("rebuild=[benchmarks]", "invalid rebuild entry 'benchmarks'"),
+        ("quant=int8_static quant.accuracy_target.ranking=random", "quant.accuracy_target.ranking is 'random'"),
     ],
 )
 def test_invalid_value_is_one_line_error(override, expected, tiny_args, tmp_path):

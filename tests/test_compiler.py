@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from sarvam_pipeline.compiler import compile_plan
 
 
@@ -46,6 +48,17 @@ def test_accuracy_target_adds_dataset_input(tiny_target):
     quantize = next(plan.node(key) for key in plan.graph.nodes if plan.node(key).kind == "ort_quantize")
     assert [name for name, _ in quantize.inputs] == ["model", "dataset"]
     assert quantize.params["accuracy_target"]["cosine_mean"] == 0.99
+
+
+@pytest.mark.parametrize("runtime, quant", [("onnxruntime", "int8_dynamic"), ("openvino", "int8_static")])
+def test_unused_accuracy_target_settings_keep_key(tiny_target, runtime, quant):
+    def quantize_key(*extra: str) -> str:
+        plan = compile_plan([tiny_target(f"runtime={runtime}", f"quant={quant}", *extra)])
+        return next(key for key in plan.graph.nodes if plan.node(key).kind in ("ort_quantize", "openvino_compress"))
+
+    # Without a bound the search is off, so its other settings must not rebuild the quantized model.
+    assert quantize_key("quant.accuracy_target.max_float_nodes=3") == quantize_key()
+    assert quantize_key("quant.accuracy_target.cosine_mean=0.99") != quantize_key()
 
 
 def test_targets_share_upstream_nodes(tiny_target):

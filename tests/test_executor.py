@@ -35,6 +35,21 @@ def test_second_target_reuses_shared_nodes(tiny_target, tmp_path):
     assert result["validate"] == "ran"
 
 
+def test_rebuild_kind_runs_again(tiny_target, tmp_path):
+    plan = compile_plan([tiny_target("runtime=onnxruntime", "quant=fp32")])
+    store = ArtifactStore(tmp_path)
+    LocalExecutor(store, show_progress=False).run(plan)
+    benchmark = next(node for node in plan.order() if node.kind == "benchmark")
+    first = store.read_manifest(benchmark)
+
+    outcomes = LocalExecutor(store, show_progress=False, rebuild=["benchmark"]).run(plan)
+    result = statuses(outcomes)
+    assert result["benchmark"] == "ran"
+    assert {status for kind, status in result.items() if kind != "benchmark"} == {"cached"}
+    assert store.read_manifest(benchmark)["created"] >= first["created"]
+    assert not any(path.name.startswith(".tmp-") for path in (tmp_path / "benchmark").iterdir())
+
+
 def test_corrupt_artifact_is_rebuilt(tiny_target, tmp_path):
     plan = compile_plan([tiny_target("runtime=onnxruntime", "quant=fp32")])
     store = ArtifactStore(tmp_path)

@@ -87,8 +87,11 @@ def accuracy_target_enabled(quant: dict[str, Any]) -> bool:
 def recipe_params(quant: dict[str, Any], runtime: str, fields: tuple[str, ...]) -> dict[str, Any]:
     """Select the recipe fields a runtime's quantizer reads, plus its runtime-specific options.
 
-    Only these enter the node's key, so editing a field another runtime reads rebuilds nothing here.
+    Only these enter the node's key, so editing a field another runtime reads rebuilds nothing here. An
+    accuracy_target without bounds is left out, since its other settings change nothing while it is off.
     """
     params = {name: quant[name] for name in fields}
+    if "accuracy_target" in params and not accuracy_target_enabled(quant):
+        del params["accuracy_target"]
     params["options"] = dict(quant.get("options", {}).get(runtime, {}) or {})
     return params
