@@ -66,7 +66,7 @@ def count_sweep_jobs(config: DictConfig) -> int | None:
     return sum(len(batch) for batch in batches)
 
 
-def _sweep_total(sweep_dir: Path) -> int | None:
+def sweep_total(sweep_dir: Path) -> int | None:
     """Count the sweep's jobs from ``multirun.yaml``, which the sweeper writes before launching any job."""
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
@@ -91,7 +91,7 @@ class SweepReportCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         # Counted from the folders, because parallel jobs run in other processes.
         done = sum(1 for _ in sweep_dir.glob("*/job_status.json"))
-        total = _sweep_total(sweep_dir)
+        total = sweep_total(sweep_dir)
         log.info(
             "sweep progress: %d of %s jobs done; job #%s ended (%s, exit code %s) in %s",
             done,

@@ -111,13 +111,22 @@ def _stage_line(jobs: list[JobResult]) -> str:
     )
 
 
-def _failed_line(jobs: list[JobResult]) -> str:
+def _failed_line(jobs: list[JobResult], planned: int | None = None) -> str:
     count = f"{len(jobs)} job" if len(jobs) == 1 else f"{len(jobs)} jobs"
+    if planned is not None and planned > len(jobs):
+        count = f"{len(jobs)} of {planned} planned jobs ran ({planned - len(jobs)} never started, as in an interrupted sweep)"
     failed = [job for job in jobs if job.failed]
     if not failed:
         return f"{count}, none failed."
     codes = ", ".join(f"#{job.job} {exit_text(job.exit_code)}" for job in failed)
     return f"{count}, {len(failed)} failed ({codes})."
+
+
+def planned_jobs(multirun_dir: Path) -> int | None:
+    """Return how many jobs the sweep planned, from its ``multirun.yaml``, or None when that cannot be known."""
+    from sarvam_pipeline.sweep_callback import sweep_total
+
+    return sweep_total(multirun_dir)
 
 
 def busy_host_note(jobs: list[JobResult]) -> str:
@@ -137,7 +146,7 @@ def render_markdown(multirun_dir: Path, jobs: list[JobResult], summaries: list[G
     lines = [
         f"# Sweep report: {multirun_dir.name}",
         "",
-        f"{_failed_line(jobs)} {_stage_line(jobs)}",
+        f"{_failed_line(jobs, planned_jobs(multirun_dir))} {_stage_line(jobs)}",
         "",
         "## Jobs",
         "",
@@ -196,7 +205,7 @@ def render_html(multirun_dir: Path, jobs: list[JobResult], summaries: list[Group
         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#eee}"
         "img{max-width:640px;margin:4px}</style></head><body>",
         f"<h1>Sweep report: {html.escape(multirun_dir.name)}</h1>",
-        f"<p>{html.escape(_failed_line(jobs))} {html.escape(_stage_line(jobs))}</p>",
+        f"<p>{html.escape(_failed_line(jobs, planned_jobs(multirun_dir)))} {html.escape(_stage_line(jobs))}</p>",
         "<h2>Jobs</h2>",
         _html_table(COLUMNS, [job_row(job) for job in jobs]),
         f"<p class='note'>{html.escape(note)}</p>" if note else "",

@@ -267,6 +267,7 @@ def test_interrupted_parallel_sweep_reports_finished_jobs(tiny_model_dir, tmp_pa
     assert "Traceback" not in stderr
     assert (sweep_dir / "sweep_report.md").is_file()
     assert str(sweep_dir / "sweep_report.md") in interrupted[0]
+    assert "of 6 planned jobs ran" in (sweep_dir / "sweep_report.md").read_text(encoding="utf-8")
 
 
 def test_killed_sweep_resumes_without_rebuilding(tiny_model_dir, tmp_path):
