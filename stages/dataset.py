@@ -103,3 +103,22 @@ def load_split(folder: Path, split: str) -> dict[str, np.ndarray]:
     """Load one split (``calibration`` or ``evaluation``) of a dataset folder as a dict of arrays."""
     with np.load(folder / f"{split}.npz") as data:
         return {name: data[name] for name in data.files}
+
+
+def load_calibration_rows(folder: Path, samples: int) -> dict[str, np.ndarray]:
+    """Load the first ``samples`` rows of a dataset folder's calibration split.
+
+    Raises ValueError when ``samples`` is below 1 or above the rows the split has.
+    """
+    arrays = load_split(folder, "calibration")
+    check_calibration_samples(samples, len(next(iter(arrays.values()))))
+    return {name: array[:samples] for name, array in arrays.items()}
+
+
+def check_calibration_samples(samples: int, available: int) -> None:
+    """Raise ValueError when ``samples`` is below 1 or above the ``available`` calibration rows."""
+    if not 1 <= samples <= available:
+        raise ValueError(
+            f"calibration.samples is {samples} but the calibration split has {available} rows; "
+            "set calibration.samples between 1 and data.calibration_samples"
+        )

@@ -56,7 +56,7 @@ class OrtCalibrateStage(Stage):
         from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
         from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
-        from stages.dataset import load_split
+        from stages.dataset import load_calibration_rows
         from stages.ort_quantize import (
             CALIBRATION_BATCH_SIZE,
             CALIBRATION_METHODS,
@@ -73,14 +73,7 @@ class OrtCalibrateStage(Stage):
         if unknown:
             raise ValueError(f"unknown calibration options {unknown}; valid keys: {', '.join(CALIBRATION_OPTION_KEYS)}")
 
-        arrays = load_split(inputs["dataset"], "calibration")
-        available = len(next(iter(arrays.values())))
-        if not 1 <= params.samples <= available:
-            raise ValueError(
-                f"calibration.samples is {params.samples} but the calibration split has {available} rows; "
-                "set calibration.samples between 1 and data.calibration_samples"
-            )
-        reader = CalibrationReader({name: array[: params.samples] for name, array in arrays.items()}, CALIBRATION_BATCH_SIZE)
+        reader = CalibrationReader(load_calibration_rows(inputs["dataset"], params.samples), CALIBRATION_BATCH_SIZE)
 
         source = inputs["model"] / "model.onnx"
         external = uses_external_data(source)

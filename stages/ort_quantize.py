@@ -365,20 +365,12 @@ def quantize_static(
 
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
-    from stages.dataset import load_split
+    from stages.dataset import load_calibration_rows
 
     calibration = calibration_settings(params)
     reader = None
     if calibration_cache is None:
-        arrays = load_split(dataset, "calibration")
-        available = len(next(iter(arrays.values())))
-        samples = int(calibration["samples"])
-        if samples > available:
-            raise ValueError(
-                f"calibration.samples is {samples} but the calibration split has {available} rows; "
-                "lower calibration.samples or raise data.calibration_samples"
-            )
-        reader = CalibrationReader({name: array[:samples] for name, array in arrays.items()}, CALIBRATION_BATCH_SIZE)
+        reader = CalibrationReader(load_calibration_rows(dataset, int(calibration["samples"])), CALIBRATION_BATCH_SIZE)
 
     bits = activation_bits(params)
     if params.activation_type is not None:

@@ -115,16 +115,11 @@ def static_shapes(params: QnnQuantizeParams, session_inputs: list) -> list[tuple
 
 
 def calibration_rows(dataset: Path, calibration: dict[str, Any], batch: int) -> dict[str, np.ndarray]:
-    from stages.dataset import load_split
+    from stages.dataset import check_calibration_samples, load_split
 
     arrays = load_split(dataset, "calibration")
-    available = len(next(iter(arrays.values())))
     samples = int(calibration["samples"])
-    if samples < 1 or samples > available:
-        raise ValueError(
-            f"calibration.samples is {samples} but the calibration split has {available} rows; "
-            "choose 1 to that many, or raise data.calibration_samples"
-        )
+    check_calibration_samples(samples, len(next(iter(arrays.values()))))
     # Whole batches only, because the graph's batch dimension is fixed.
     rows = max(batch, samples - samples % batch)
     return {name: array[:rows] for name, array in arrays.items()}
