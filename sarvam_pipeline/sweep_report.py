@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sarvam_pipeline.sweep_callback import sweep_total
 from sarvam_pipeline.sweep_jobs import JobResult, collect_jobs, count_stage_statuses, exit_text
 from sarvam_pipeline.sweep_plots import AXES, front_of, plot_group
 
@@ -122,13 +123,6 @@ def _failed_line(jobs: list[JobResult], planned: int | None = None) -> str:
     return f"{count}, {len(failed)} failed ({codes})."
 
 
-def planned_jobs(multirun_dir: Path) -> int | None:
-    """Return how many jobs the sweep planned, from its ``multirun.yaml``, or None when that cannot be known."""
-    from sarvam_pipeline.sweep_callback import sweep_total
-
-    return sweep_total(multirun_dir)
-
-
 def busy_host_note(jobs: list[JobResult]) -> str:
     """Return the note on jobs whose latency was measured on a busy host, or an empty string."""
     busy = [job for job in jobs if job.host_was_busy]
@@ -146,7 +140,7 @@ def render_markdown(multirun_dir: Path, jobs: list[JobResult], summaries: list[G
     lines = [
         f"# Sweep report: {multirun_dir.name}",
         "",
-        f"{_failed_line(jobs, planned_jobs(multirun_dir))} {_stage_line(jobs)}",
+        f"{_failed_line(jobs, sweep_total(multirun_dir))} {_stage_line(jobs)}",
         "",
         "## Jobs",
         "",
@@ -205,7 +199,7 @@ def render_html(multirun_dir: Path, jobs: list[JobResult], summaries: list[Group
         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#eee}"
         "img{max-width:640px;margin:4px}</style></head><body>",
         f"<h1>Sweep report: {html.escape(multirun_dir.name)}</h1>",
-        f"<p>{html.escape(_failed_line(jobs, planned_jobs(multirun_dir)))} {html.escape(_stage_line(jobs))}</p>",
+        f"<p>{html.escape(_failed_line(jobs, sweep_total(multirun_dir)))} {html.escape(_stage_line(jobs))}</p>",
         "<h2>Jobs</h2>",
         _html_table(COLUMNS, [job_row(job) for job in jobs]),
         f"<p class='note'>{html.escape(note)}</p>" if note else "",

@@ -17,15 +17,15 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the shared mode
 
 def acquire_in_thread(lock: HostLock, exclusive: bool, release: threading.Event) -> threading.Event:
     """Hold ``lock`` in a new thread until ``release`` is set; return the event set once it is held."""
-    held = threading.Event()
+    acquired = threading.Event()
 
     def hold() -> None:
         with lock.hold(exclusive=exclusive):
-            held.set()
+            acquired.set()
             release.wait(60)
 
     threading.Thread(target=hold, daemon=True).start()
-    return held
+    return acquired
 
 
 def test_shared_holders_coexist(tmp_path):
