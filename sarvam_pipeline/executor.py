@@ -105,6 +105,8 @@ class LocalExecutor:
             log.warning("skipped %s: %s", node.label, reason)
             return Outcome(node, "skipped", reason=reason)
 
+        # NOTE: every job of a sweep rebuilds a forced node, so forcing a node that jobs share (dataset, export)
+        # builds it once per job and may replace its folder while another job reads it.
         forced = node.kind in self.rebuild
         manifest = None if forced else self.store.read_manifest(node)
         if manifest is not None:
